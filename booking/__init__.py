@@ -1,0 +1,78 @@
+"""Event ticket booking service."""
+
+import logging
+import os
+
+from flask import Flask, send_from_directory
+from swagger_ui_bundle import swagger_ui_path
+
+from . import auth, cli, config, database, errors, locking
+from .api import blp
+from .extensions import api, db, limiter, migrate
+from .service import BookingService
+from .waitlist import WaitingLists
+
+log = logging.getLogger("booking")
+
+MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(config.from_environment(app.instance_path))
+    app.config.from_pyfile("config.py", silent=True)
+    if test_config:
+        app.config.update(test_config)
+    _derived_settings(app)
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS)
+    limiter.init_app(app)
+    api.init_app(app)
+    api.spec.components.security_scheme("basicAuth", {"type": "http", "scheme": "basic"})
+    api.register_blueprint(blp)
+    _serve_docs_assets(app)
+    errors.register(app)  # after api.init_app, so ours replace flask-smorest's handlers
+    auth.init_app(app)
+    cli.init_app(app)
+
+    with app.app_context():
+        engine = db.engine
+        database.configure(engine, app.config["LOCK_TIMEOUT"])
+        app.extensions["booking"] = BookingService(
+            engine,
+            locking.for_engine(engine, app.config["LOCK_TIMEOUT"]),
+            WaitingLists(app.config["WAITLIST_CACHE_EVENTS"]),
+        )
+    return app
+
+
+def _derived_settings(app: Flask) -> None:
+    cfg = app.config
+    cfg.setdefault("WAITLIST_CACHE_EVENTS", 1024)
+    cfg.setdefault(
+        "SQLALCHEMY_ENGINE_OPTIONS", database.engine_options(cfg["SQLALCHEMY_DATABASE_URI"])
+    )
+    limit = (cfg.get("RATE_LIMIT") or "off").strip()
+    cfg["RATELIMIT_ENABLED"] = limit.lower() not in ("off", "0", "false", "none", "")
+    cfg["RATELIMIT_DEFAULT"] = limit
+    cfg["RATELIMIT_HEADERS_ENABLED"] = True
+    cfg.setdefault("RATELIMIT_STORAGE_URI", "memory://")
+    cfg.update(
+        API_TITLE="Event ticket booking",
+        API_VERSION="1.0.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        # Served by the app itself (below), so the docs work offline.
+        OPENAPI_SWAGGER_UI_URL="/api/docs/assets/",
+    )
+
+
+def _serve_docs_assets(app: Flask) -> None:
+    @app.get("/api/docs/assets/<path:filename>")
+    @limiter.exempt
+    def docs_assets(filename):
+        return send_from_directory(swagger_ui_path, filename, max_age=86400)

@@ -1,0 +1,141 @@
+"""The HTTP face: parse, call the booking rules, shape the response."""
+
+from flask import abort, current_app, request, url_for
+from flask_smorest import Blueprint as SmorestBlueprint
+from webargs.flaskparser import FlaskParser
+
+from . import domain
+from .extensions import admin_auth, limiter
+from .schemas import (
+    BookingRequest,
+    BookingResult,
+    CancelResult,
+    EventSchema,
+    HealthSchema,
+    InitializeRequest,
+    ProblemSchema,
+    UserStateSchema,
+    WaitingListSchema,
+)
+
+EVENT_ID = "<int(min=1, max=9223372036854775807):event_id>"
+USER_ID = "<int(min=1, max=9223372036854775807):user_id>"
+ADMIN = [{"basicAuth": []}]
+PROBLEM = "application/problem+json"
+
+
+class Parser(FlaskParser):
+    DEFAULT_VALIDATION_STATUS = 400  # webargs says 422; our contract says 400
+
+
+class Blueprint(SmorestBlueprint):
+    ARGUMENTS_PARSER = Parser()
+
+
+blp = Blueprint("events", __name__, description="Events, bookings and the waiting list")
+
+
+def service():
+    return current_app.extensions["booking"]
+
+
+def problems(*statuses):
+    """Document the problem+json answers an operation can give."""
+
+    def decorate(view):
+        for status in statuses:
+            view = blp.alt_response(status, schema=ProblemSchema, content_type=PROBLEM)(view)
+        return view
+
+    return decorate
+
+
+@blp.before_request
+def require_json():
+    if request.method == "POST" and not request.is_json:
+        abort(415, description="Send the body as JSON with Content-Type: application/json.")
+
+
+def _event(state: domain.EventState) -> dict:
+    return {
+        "event_id": state.event_id,
+        "name": state.name,
+        "total_tickets": state.total_tickets,
+        "available_tickets": state.available_tickets,
+        "waiting_count": state.waiting_count,
+    }
+
+
+@blp.post("/api/events/initialize")
+@admin_auth.login_required
+@blp.arguments(InitializeRequest)
+@blp.response(201, EventSchema)
+@blp.doc(security=ADMIN, summary="Create an event with a fixed number of tickets (admin)")
+@problems(400, 401, 415, 429, 503)
+def initialize(body):
+    state = service().initialize(body["event_name"], body["total_tickets"])
+    location = url_for("events.status", event_id=state.event_id)
+    return _event(state), {"Location": location}
+
+
+@blp.post("/api/events/book")
+@blp.arguments(BookingRequest)
+@blp.response(201, BookingResult)
+@blp.doc(summary="Book a ticket, or join the waiting list when sold out")
+@problems(400, 404, 409, 415, 429, 503)
+def book(body):
+    result = service().book(body["event_id"], body["user_id"])
+    shaped = {"event_id": result.event_id, "user_id": result.user_id}
+    if isinstance(result, domain.Waitlisted):
+        return {"status": "waitlisted", **shaped, "position": result.position}
+    return {"status": "booked", **shaped}
+
+
+@blp.post("/api/events/cancel")
+@blp.arguments(BookingRequest)
+@blp.response(200, CancelResult)
+@blp.doc(summary="Cancel a ticket (the next in line gets it) or leave the waiting list")
+@problems(400, 404, 415, 429, 503)
+def cancel(body):
+    result = service().cancel(body["event_id"], body["user_id"])
+    shaped = {"event_id": result.event_id, "user_id": result.user_id}
+    if isinstance(result, domain.Cancelled):
+        return {"status": "cancelled", **shaped, "promoted_user_id": result.promoted_user_id}
+    return {"status": "left_waiting_list", **shaped}
+
+
+@blp.get(f"/api/events/status/{EVENT_ID}")
+@blp.response(200, EventSchema)
+@blp.doc(summary="Tickets left and waiting-list length")
+@problems(404, 429, 503)
+def status(event_id):
+    return _event(service().status(event_id))
+
+
+@blp.get(f"/api/events/{EVENT_ID}/users/{USER_ID}")
+@blp.response(200, UserStateSchema)
+@blp.doc(summary="Whether a user is booked, waiting (and where), or neither")
+@problems(404, 429, 503)
+def user_state(event_id, user_id):
+    state = service().user_state(event_id, user_id)
+    shaped = {"event_id": event_id, "user_id": user_id, "status": state.status}
+    if state.position is not None:
+        shaped["position"] = state.position
+    return shaped
+
+
+@blp.get(f"/api/events/{EVENT_ID}/waiting-list")
+@admin_auth.login_required
+@blp.response(200, WaitingListSchema)
+@blp.doc(security=ADMIN, summary="The waiting list in order (admin)")
+@problems(401, 404, 429, 503)
+def waiting_list(event_id):
+    return {"event_id": event_id, "user_ids": service().waiting_list(event_id)}
+
+
+@blp.get("/healthz")
+@limiter.exempt
+@blp.response(200, HealthSchema)
+@blp.doc(summary="Liveness: the process serves requests")
+def healthz():
+    return {"status": "ok"}

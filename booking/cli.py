@@ -1,0 +1,32 @@
+"""Flask CLI commands: `flask --app wsgi admin-password`."""
+
+import os
+import secrets
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(admin_password)
+
+
+@click.command("admin-password")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False),
+    help="Where to keep it (default: instance/admin-password).",
+)
+def admin_password(path: str | None) -> None:
+    """Generate the admin password into a file on first use; say where it is."""
+    target = Path(path or Path(current_app.instance_path) / "admin-password")
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Created 0600 from the start: no moment when others could read it.
+        with target.open("x", opener=lambda p, flags: os.open(p, flags, 0o600)) as file:
+            file.write(secrets.token_urlsafe(18) + "\n")
+        click.echo(f"Generated an admin password in {target}")
+    user = current_app.config.get("ADMIN_USERNAME") or "admin"
+    click.echo(f"Admin routes: HTTP Basic, user '{user}', password in {target.resolve()}")

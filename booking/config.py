@@ -1,0 +1,63 @@
+"""Settings, read once at start-up from the environment.
+
+Precedence, lowest first: these defaults and environment variables, then
+instance/config.py, then the mapping passed to create_app (tests).
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import quote_plus
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def database_url(instance_path: str) -> str:
+    """DATABASE_URL wins; else a MySQL URL from DB_*; else SQLite under instance/."""
+    if url := os.environ.get("DATABASE_URL"):
+        return url
+    if host := os.environ.get("DB_HOST"):
+        user = quote_plus(os.environ.get("DB_USER", "root"))
+        password = os.environ.get("DB_PASSWORD", "")
+        auth = f"{user}:{quote_plus(password)}" if password else user
+        port = _int("DB_PORT", 3306)
+        name = os.environ.get("DB_NAME", "booking")
+        return f"mysql+pymysql://{auth}@{host}:{port}/{name}?charset=utf8mb4"
+    return "sqlite:///" + str(Path(instance_path) / "booking.sqlite3")
+
+
+def _admin_password() -> str | None:
+    if password := os.environ.get("ADMIN_PASSWORD"):
+        return password
+    # A file keeps the secret out of the process environment and shell history;
+    # `make run` generates one on first start.
+    if path := os.environ.get("ADMIN_PASSWORD_FILE"):
+        try:
+            return Path(path).read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+    return None
+
+
+def from_environment(instance_path: str) -> dict:
+    return {
+        "PORT": _int("PORT", 3000),
+        "SQLALCHEMY_DATABASE_URI": database_url(instance_path),
+        "ADMIN_USERNAME": os.environ.get("ADMIN_USERNAME", "admin"),
+        "ADMIN_PASSWORD": _admin_password(),
+        "ADMIN_PASSWORD_HASH": os.environ.get("ADMIN_PASSWORD_HASH") or None,
+        # Seconds a change may wait for the booking lock before the client gets 503.
+        "LOCK_TIMEOUT": _int("LOCK_TIMEOUT", 5),
+        "RATE_LIMIT": os.environ.get("RATE_LIMIT", "100 per 15 minutes"),
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 16 * 1024),
+        "LOG_FILE": os.environ.get("LOG_FILE", "logs/booking.log"),
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
+    }

@@ -1,0 +1,101 @@
+"""Every error leaves as RFC 9457 problem+json; nothing leaks a stack trace."""
+
+import logging
+
+from flask import Flask, current_app
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from .domain import (
+    AlreadyBooked,
+    AlreadyWaiting,
+    BookingError,
+    EventNotFound,
+    LockTimeout,
+    NothingToCancel,
+)
+
+log = logging.getLogger("booking.errors")
+
+PROBLEM_TYPE = "urn:booking:problem:"
+RETRY_AFTER_SECONDS = "2"
+
+# Domain refusal -> (status, type slug, title)
+_DOMAIN = {
+    EventNotFound: (404, "event-not-found", "Event not found"),
+    NothingToCancel: (404, "nothing-to-cancel", "Nothing to cancel"),
+    AlreadyBooked: (409, "already-booked", "Already booked"),
+    AlreadyWaiting: (409, "already-waiting", "Already on the waiting list"),
+}
+
+
+def problem(status: int, title: str, detail: str, slug: str | None = None, **extra):
+    body = {
+        "type": PROBLEM_TYPE + slug if slug else "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    response = current_app.json.response(body)
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    return response
+
+
+def _unavailable(detail: str):
+    response = problem(503, "Service unavailable", detail, "unavailable")
+    response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(BookingError)
+    def refused(error: BookingError):
+        status, slug, title = _DOMAIN[type(error)]
+        extra = {"position": error.position} if isinstance(error, AlreadyWaiting) else {}
+        return problem(status, title, str(error), slug, **extra)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        extra = {}
+        data = getattr(error, "data", None)
+        detail = error.description
+        if isinstance(data, dict) and "messages" in data:
+            # webargs/marshmallow validation: say which field and why.
+            messages = data["messages"].get("json", data["messages"])
+            if isinstance(messages, dict):
+                extra["errors"] = messages
+                detail = "The request body is not valid; see errors."
+            else:
+                detail = " ".join(map(str, messages))
+        response = problem(error.code, error.name, detail, **extra)
+        for name, value in error.get_headers():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers[name] = value
+        headers = data.get("headers") if isinstance(data, dict) else None
+        if headers:
+            response.headers.update(headers)
+        return response
+
+    @app.errorhandler(LockTimeout)
+    def busy(error: LockTimeout):
+        log.warning("booking lock timeout: %s", error)
+        return _unavailable("The booking system is busy; retry shortly.")
+
+    @app.errorhandler(SQLAlchemyError)
+    def database_error(error: SQLAlchemyError):
+        if isinstance(error, IntegrityError):
+            # The constraints caught what the rules should have: a bug, not an outage.
+            log.error("constraint violation escaped the rules", exc_info=error)
+            return problem(409, "Conflict", "The change conflicts with existing data.", "conflict")
+        # Lost connections, lock wait timeouts, deadlocks, an exhausted pool: the
+        # transaction rolled back (or its commit was never acknowledged), so a
+        # retry is safe: a repeated booking answers 409, never books twice.
+        log.warning("database unavailable: %s", error.__class__.__name__, exc_info=error)
+        return _unavailable("The database did not answer in time. Retry shortly.")
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        log.error("unhandled error", exc_info=error)
+        return problem(500, "Internal server error", "An unexpected error occurred.")

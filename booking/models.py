@@ -1,0 +1,78 @@
+"""Tables. The constraints here are the last guard of the booking invariants."""
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .extensions import db
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+MYSQL_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+
+
+class Event(db.Model):
+    __tablename__ = "events"
+    __table_args__ = (
+        CheckConstraint("total_tickets >= 0", name="total_not_negative"),
+        CheckConstraint(
+            "available_tickets >= 0 AND available_tickets <= total_tickets",
+            name="available_within_total",
+        ),
+        CheckConstraint("waiting_count >= 0", name="waiting_not_negative"),
+        {"sqlite_autoincrement": True, **MYSQL_OPTIONS},
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    total_tickets: Mapped[int] = mapped_column(Integer)
+    available_tickets: Mapped[int] = mapped_column(Integer)
+    # Kept in step with the waiting_list_entries rows so status never counts rows.
+    waiting_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Bumped on every waiting-list change; a process compares it with the
+    # version its in-memory copy was loaded at.
+    waitlist_version: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Next place in line; decided inside the transaction, never by clocks.
+    next_waiting_seq: Mapped[int] = mapped_column(BigInteger, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
+
+
+class Booking(db.Model):
+    __tablename__ = "bookings"
+    __table_args__ = (UniqueConstraint("event_id", "user_id"), MYSQL_OPTIONS)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
+
+
+class WaitingListEntry(db.Model):
+    __tablename__ = "waiting_list_entries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "user_id"),
+        # Also the index that finds the head of the line without a scan.
+        UniqueConstraint("event_id", "seq"),
+        MYSQL_OPTIONS,
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
+
+
+events = Event.__table__
+bookings = Booking.__table__
+waiting = WaitingListEntry.__table__

@@ -1,0 +1,148 @@
+"""The booking rules: initialize, book, cancel, and what they report.
+
+Every change runs inside `BookingLock.write()`, so it sees and leaves the
+invariants whole: booked + available = total, nobody waits while a ticket is
+free, and a user holds at most one ticket or one place per event.
+"""
+
+import logging
+
+from sqlalchemy import Engine
+
+from . import store
+from .domain import (
+    AlreadyBooked,
+    AlreadyWaiting,
+    Booked,
+    Cancelled,
+    EventNotFound,
+    EventState,
+    LeftWaitingList,
+    NothingToCancel,
+    UserState,
+    Waitlisted,
+)
+from .locking import BookingLock
+from .waitlist import WaitingList, WaitingLists
+
+log = logging.getLogger("booking.events")
+
+
+class BookingService:
+    def __init__(self, engine: Engine, lock: BookingLock, waiting_lists: WaitingLists):
+        self.engine = engine
+        self.lock = lock
+        self.waiting_lists = waiting_lists
+
+    def initialize(self, name: str, total_tickets: int) -> EventState:
+        with self.lock.write() as tx:
+            event_id = store.create_event(tx.conn, name, total_tickets)
+        log.info(
+            "event initialized",
+            extra={"eventId": event_id, "totalTickets": total_tickets, "outcome": "initialized"},
+        )
+        return EventState(event_id, name, total_tickets, total_tickets, 0)
+
+    def book(self, event_id: int, user_id: int) -> Booked | Waitlisted:
+        with self.lock.write(event_id) as tx:
+            event = self._event(tx.conn, event_id)
+            if event.available_tickets > 0:
+                # Tickets free means nobody waits, so only a booking can clash.
+                if not store.add_booking(tx.conn, event_id, user_id):
+                    raise AlreadyBooked(event_id, user_id)
+                store.change_counters(tx.conn, event_id, available=-1)
+                result = Booked(event_id, user_id)
+            else:
+                if store.has_booking(tx.conn, event_id, user_id):
+                    raise AlreadyBooked(event_id, user_id)
+                line = self.waiting_lists.sync(tx.conn, event)
+                if user_id in line:
+                    raise AlreadyWaiting(event_id, user_id, line.position(user_id))
+                seq = event.next_waiting_seq
+                store.join_waiting_list(tx.conn, event_id, user_id, seq)
+                self._after_commit(tx, event, lambda line: line.append(user_id, seq))
+                result = Waitlisted(event_id, user_id, event.waiting_count + 1)
+        outcome = "booked" if isinstance(result, Booked) else "waitlisted"
+        log.info(outcome, extra={"eventId": event_id, "userId": user_id, "outcome": outcome})
+        return result
+
+    def cancel(self, event_id: int, user_id: int) -> Cancelled | LeftWaitingList:
+        with self.lock.write(event_id) as tx:
+            event = self._event(tx.conn, event_id)
+            if store.delete_booking(tx.conn, event_id, user_id):
+                promoted = self._promote_head(tx, event)
+                result = Cancelled(event_id, user_id, promoted)
+            elif store.leave_waiting_list(tx.conn, event_id, user_id):
+                store.change_counters(tx.conn, event_id, waiting_count=-1)
+                self._after_commit(tx, event, lambda line: line.remove(user_id))
+                result = LeftWaitingList(event_id, user_id)
+            else:
+                raise NothingToCancel(event_id, user_id)
+        if isinstance(result, Cancelled):
+            log.info(
+                "cancelled",
+                extra={
+                    "eventId": event_id,
+                    "userId": user_id,
+                    "outcome": "cancelled",
+                    "promotedUserId": result.promoted_user_id,
+                },
+            )
+        else:
+            log.info(
+                "left waiting list",
+                extra={"eventId": event_id, "userId": user_id, "outcome": "left_waiting_list"},
+            )
+        return result
+
+    def _promote_head(self, tx, event) -> int | None:
+        """Hand the freed ticket to the head of the line, in the same transaction."""
+        head = self.waiting_lists.sync(tx.conn, event).head()
+        if head is None:
+            store.change_counters(tx.conn, event.id, available=+1)
+            return None
+        store.leave_waiting_list(tx.conn, event.id, head)
+        store.add_booking(tx.conn, event.id, head)
+        store.change_counters(tx.conn, event.id, waiting_count=-1)
+        self._after_commit(tx, event, WaitingList.pop_head)
+        return head
+
+    def _after_commit(self, tx, event, change) -> None:
+        version = event.waitlist_version
+        tx.after_commit(lambda: self.waiting_lists.changed(event.id, version, change))
+
+    def status(self, event_id: int) -> EventState:
+        with self.engine.connect() as conn:
+            event = self._event(conn, event_id)
+        return EventState(
+            event.id,
+            event.name,
+            event.total_tickets,
+            event.available_tickets,
+            event.waiting_count,
+        )
+
+    def user_state(self, event_id: int, user_id: int) -> UserState:
+        # One connection, one transaction: the reads share a snapshot.
+        with self.engine.connect() as conn:
+            self._event(conn, event_id)
+            if store.has_booking(conn, event_id, user_id):
+                return UserState(event_id, user_id, "booked")
+            seq = store.waiting_seq(conn, event_id, user_id)
+            if seq is None:
+                return UserState(event_id, user_id, "none")
+            ahead = store.waiting_ahead(conn, event_id, seq)
+        return UserState(event_id, user_id, "waitlisted", ahead + 1)
+
+    def waiting_list(self, event_id: int) -> list[int]:
+        """The line in order, from this process's copy once it is made current."""
+        with self.lock.held(), self.engine.connect() as conn:
+            event = self._event(conn, event_id)
+            return list(self.waiting_lists.sync(conn, event).queue)
+
+    @staticmethod
+    def _event(conn, event_id: int):
+        event = store.event(conn, event_id)
+        if event is None:
+            raise EventNotFound(event_id)
+        return event
