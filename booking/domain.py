@@ -71,9 +71,7 @@ class AlreadyWaiting(BookingError):
 
 class NothingToCancel(BookingError):
     def __init__(self, event_id: int, user_id: int):
-        super().__init__(
-            f"User {user_id} holds no ticket and is not waiting for event {event_id}."
-        )
+        super().__init__(f"User {user_id} holds no ticket and is not waiting for event {event_id}.")
 
 
 class LockTimeout(Exception):

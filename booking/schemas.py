@@ -91,9 +91,7 @@ class CancelResult(StrictSchema):
 class UserStateSchema(StrictSchema):
     event_id = fields.Integer(data_key="eventId", required=True)
     user_id = fields.Integer(data_key="userId", required=True)
-    status = fields.String(
-        required=True, validate=validate.OneOf(["booked", "waitlisted", "none"])
-    )
+    status = fields.String(required=True, validate=validate.OneOf(["booked", "waitlisted", "none"]))
     position = fields.Integer(metadata={"description": "1-based place in line; waitlisted only"})
 
 

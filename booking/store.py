@@ -49,9 +49,7 @@ def add_booking(conn: Connection, event_id: int, user_id: int) -> bool:
 
 
 def has_booking(conn: Connection, event_id: int, user_id: int) -> bool:
-    query = select(
-        exists().where(bookings.c.event_id == event_id, bookings.c.user_id == user_id)
-    )
+    query = select(exists().where(bookings.c.event_id == event_id, bookings.c.user_id == user_id))
     return conn.execute(query).scalar_one()
 
 
@@ -107,16 +105,15 @@ def waiting_rows(conn: Connection, event_id: int, after_seq: int = 0) -> list[tu
 
 def head_seq(conn: Connection, event_id: int) -> int | None:
     query = (
-        select(waiting.c.seq)
-        .where(waiting.c.event_id == event_id)
-        .order_by(waiting.c.seq)
-        .limit(1)
+        select(waiting.c.seq).where(waiting.c.event_id == event_id).order_by(waiting.c.seq).limit(1)
     )
     return conn.execute(query).scalar_one_or_none()
 
 
 def waiting_seq(conn: Connection, event_id: int, user_id: int) -> int | None:
-    query = select(waiting.c.seq).where(waiting.c.event_id == event_id, waiting.c.user_id == user_id)
+    query = select(waiting.c.seq).where(
+        waiting.c.event_id == event_id, waiting.c.user_id == user_id
+    )
     return conn.execute(query).scalar_one_or_none()
 
 
