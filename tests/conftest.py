@@ -1,0 +1,123 @@
+"""Fixtures: the app on SQLite and on MariaDB, each migrated once per session.
+
+MariaDB comes from TEST_MYSQL_URL (default: root@127.0.0.1:3306). Each session
+makes its own database and drops it afterwards. Where the server cannot be
+reached the MariaDB tests skip, except under CI=true, where they fail.
+"""
+
+import base64
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from flask_migrate import upgrade
+
+from booking import MIGRATIONS, create_app
+
+MYSQL_SERVER_URL = os.environ.get(
+    "TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
+)
+ADMIN_PASSWORD = "test-" + uuid.uuid4().hex
+TABLES = ("waiting_list_entries", "bookings", "events")
+
+
+def _settings(url: str, **extra) -> dict:
+    return {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": url,
+        "ADMIN_USERNAME": "admin",
+        "ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "RATE_LIMIT": "off",
+        "LOCK_TIMEOUT": 5,
+        **extra,
+    }
+
+
+def migrate(url: str) -> None:
+    app = create_app(_settings(url))
+    with app.app_context():
+        upgrade(directory=MIGRATIONS)
+    app.extensions["booking"].engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def mysql_database_url():
+    """A fresh, migrated database on the MariaDB server, dropped at the end."""
+    server = sa.make_url(MYSQL_SERVER_URL)
+    name = f"booking_test_{uuid.uuid4().hex[:8]}"
+    admin_engine = sa.create_engine(server)
+    try:
+        with admin_engine.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    except sa.exc.OperationalError as error:
+        message = f"MariaDB at {server.render_as_string()} is unreachable: {error.orig}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    url = server.set(database=name).render_as_string(hide_password=False)
+    migrate(url)
+    yield url
+    with admin_engine.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+    admin_engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_database_url(tmp_path_factory):
+    url = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "booking.sqlite3")
+    migrate(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)])
+def database_url(request):
+    fixture = {"sqlite": "sqlite_database_url", "mariadb": "mysql_database_url"}[request.param]
+    return request.getfixturevalue(fixture)
+
+
+def wipe(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for table in TABLES:
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(database_url):
+    wipe(database_url)
+    return _settings(database_url)
+
+
+@pytest.fixture
+def app(settings):
+    app = create_app(settings)
+    yield app
+    app.extensions["booking"].engine.dispose()
+
+
+@pytest.fixture
+def rows(app):
+    """How many rows a table holds now, read straight from the database."""
+
+    def count(table: str) -> int:
+        with app.extensions["booking"].engine.connect() as conn:
+            return conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar_one()
+
+    return count
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def basic_auth(user: str, password: str) -> dict:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@pytest.fixture
+def admin():
+    return basic_auth("admin", ADMIN_PASSWORD)
