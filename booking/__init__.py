@@ -3,7 +3,7 @@
 import logging
 import os
 
-from flask import Flask, send_from_directory
+from flask import Flask, request, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
 from . import auth, cli, config, database, errors, locking
@@ -71,8 +71,14 @@ def _derived_settings(app: Flask) -> None:
     )
 
 
+@limiter.request_filter
+def _not_rate_limited() -> bool:
+    """Only the API is limited; health checks and the docs' static files never are."""
+    path = request.path
+    return not path.startswith("/api/") or path.startswith("/api/docs/assets/")
+
+
 def _serve_docs_assets(app: Flask) -> None:
     @app.get("/api/docs/assets/<path:filename>")
-    @limiter.exempt
     def docs_assets(filename):
         return send_from_directory(swagger_ui_path, filename, max_age=86400)

@@ -5,7 +5,7 @@ from flask_smorest import Blueprint as SmorestBlueprint
 from webargs.flaskparser import FlaskParser
 
 from . import domain
-from .extensions import admin_auth, limiter
+from .extensions import admin_auth
 from .schemas import (
     BookingRequest,
     BookingResult,
@@ -134,7 +134,6 @@ def waiting_list(event_id):
 
 
 @blp.get("/healthz")
-@limiter.exempt
 @blp.response(200, HealthSchema)
 @blp.doc(summary="Liveness: the process serves requests")
 def healthz():

@@ -33,17 +33,16 @@ def database_url(instance_path: str) -> str:
     return "sqlite:///" + str(Path(instance_path) / "booking.sqlite3")
 
 
-def _admin_password() -> str | None:
+def _admin_password(instance_path: str) -> str | None:
     if password := os.environ.get("ADMIN_PASSWORD"):
         return password
     # A file keeps the secret out of the process environment and shell history;
-    # `make run` generates one on first start.
-    if path := os.environ.get("ADMIN_PASSWORD_FILE"):
-        try:
-            return Path(path).read_text(encoding="utf-8").strip() or None
-        except FileNotFoundError:
-            return None
-    return None
+    # `make run` generates instance/admin-password on first start.
+    path = Path(os.environ.get("ADMIN_PASSWORD_FILE") or Path(instance_path) / "admin-password")
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
 
 
 def from_environment(instance_path: str) -> dict:
@@ -51,7 +50,7 @@ def from_environment(instance_path: str) -> dict:
         "PORT": _int("PORT", 3000),
         "SQLALCHEMY_DATABASE_URI": database_url(instance_path),
         "ADMIN_USERNAME": os.environ.get("ADMIN_USERNAME", "admin"),
-        "ADMIN_PASSWORD": _admin_password(),
+        "ADMIN_PASSWORD": _admin_password(instance_path),
         "ADMIN_PASSWORD_HASH": os.environ.get("ADMIN_PASSWORD_HASH") or None,
         # Seconds a change may wait for the booking lock before the client gets 503.
         "LOCK_TIMEOUT": _int("LOCK_TIMEOUT", 5),

@@ -431,3 +431,22 @@ def test_docs_page_and_its_assets_are_served_locally(client):
     assert linked and all(url.startswith("/api/") for url in linked)
     for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui-standalone-preset.js"):
         assert client.get(f"/api/docs/assets/{asset}").status_code == 200
+
+
+# -- rate limit -----------------------------------------------------------------
+
+
+def test_the_rate_limit_answers_429_problem_and_spares_health(settings, admin):
+    from booking import create_app
+
+    client = create_app({**settings, "RATE_LIMIT": "3 per minute"}).test_client()
+    for _ in range(3):
+        response = client.get("/api/events/status/1")
+        assert response.status_code == 404
+        assert "X-RateLimit-Remaining" in response.headers
+    limited = client.get("/api/events/status/1")
+    assert_problem(limited, 429)
+    assert int(limited.headers["Retry-After"]) > 0
+    assert limited.headers["X-RateLimit-Limit"] == "3"
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/api/docs/assets/swagger-ui.css").status_code == 200
