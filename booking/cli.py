@@ -25,7 +25,8 @@ def admin_password(path: str | None) -> None:
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         # Created 0600 from the start: no moment when others could read it.
-        with target.open("x", opener=lambda p, flags: os.open(p, flags, 0o600)) as file:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(secrets.token_urlsafe(18) + "\n")
         click.echo(f"Generated an admin password in {target}")
     user = current_app.config.get("ADMIN_USERNAME") or "admin"
