@@ -11,3 +11,6 @@ keepalive = 5
 # Load the app in each worker, after the fork: database pools must not be shared
 # between processes.
 preload_app = False
+# gunicorn 24+ opens a control socket at a fixed path in $HOME; several instances
+# on one host (or a read-only home) would collide, and nothing here uses it.
+control_socket_disable = True
