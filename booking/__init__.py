@@ -3,12 +3,12 @@
 import logging
 import os
 
-from flask import Flask, request, send_from_directory
+from flask import Flask, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
-from . import auth, cli, config, database, errors, locking
+from . import auth, cli, config, database, errors, locking, observability, ratelimit
 from .api import blp
-from .extensions import api, db, limiter, migrate
+from .extensions import api, db, migrate
 from .service import BookingService
 from .waitlist import WaitingLists
 
@@ -26,9 +26,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     _derived_settings(app)
     os.makedirs(app.instance_path, exist_ok=True)
 
+    # Before the limiter: after_request hooks run last-registered first, and the
+    # request log must see the limiter's headers.
+    observability.init_app(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
-    limiter.init_app(app)
+    ratelimit.init_app(app)
     api.init_app(app)
     api.spec.components.security_scheme("basicAuth", {"type": "http", "scheme": "basic"})
     api.register_blueprint(blp)
@@ -52,13 +55,9 @@ def _derived_settings(app: Flask) -> None:
     cfg = app.config
     cfg.setdefault("WAITLIST_CACHE_EVENTS", 1024)
     cfg.setdefault(
-        "SQLALCHEMY_ENGINE_OPTIONS", database.engine_options(cfg["SQLALCHEMY_DATABASE_URI"])
+        "SQLALCHEMY_ENGINE_OPTIONS",
+        database.engine_options(cfg["SQLALCHEMY_DATABASE_URI"], cfg["LOCK_TIMEOUT"]),
     )
-    limit = (cfg.get("RATE_LIMIT") or "off").strip()
-    cfg["RATELIMIT_ENABLED"] = limit.lower() not in ("off", "0", "false", "none", "")
-    cfg["RATELIMIT_DEFAULT"] = limit
-    cfg["RATELIMIT_HEADERS_ENABLED"] = True
-    cfg.setdefault("RATELIMIT_STORAGE_URI", "memory://")
     cfg.update(
         API_TITLE="Event ticket booking",
         API_VERSION="1.0.0",
@@ -69,13 +68,6 @@ def _derived_settings(app: Flask) -> None:
         # Served by the app itself (below), so the docs work offline.
         OPENAPI_SWAGGER_UI_URL="/api/docs/assets/",
     )
-
-
-@limiter.request_filter
-def _not_rate_limited() -> bool:
-    """Only the API is limited; health checks and the docs' static files never are."""
-    path = request.path
-    return not path.startswith("/api/") or path.startswith("/api/docs/assets/")
 
 
 def _serve_docs_assets(app: Flask) -> None:

@@ -4,7 +4,7 @@ from flask import abort, current_app, request, url_for
 from flask_smorest import Blueprint as SmorestBlueprint
 from webargs.flaskparser import FlaskParser
 
-from . import domain
+from . import database, domain
 from .extensions import admin_auth
 from .schemas import (
     BookingRequest,
@@ -138,3 +138,12 @@ def waiting_list(event_id):
 @blp.doc(summary="Liveness: the process serves requests")
 def healthz():
     return {"status": "ok"}
+
+
+@blp.get("/readyz")
+@blp.response(200, HealthSchema)
+@blp.doc(summary="Readiness: the database answers")
+@problems(503)
+def readyz():
+    database.ping(service().engine)  # a failure becomes 503 problem+json with Retry-After
+    return {"status": "ready"}

@@ -3,12 +3,33 @@
 from sqlalchemy import Engine, event
 
 
-def engine_options(url: str) -> dict:
+def engine_options(url: str, lock_timeout: int) -> dict:
     if url.startswith("sqlite"):
         return {}
-    # pre_ping notices connections a database restart killed; recycle stays
-    # under MySQL's default wait_timeout on idle pooled connections.
-    return {"pool_pre_ping": True, "pool_recycle": 280, "pool_size": 4, "max_overflow": 4}
+    # Bounded socket waits: a database that stops answering (not even a RST)
+    # must turn into a 503, not a worker stuck until gunicorn kills it. A
+    # statement may legitimately wait lock_timeout for a lock, so allow that.
+    io_timeout = max(1, int(lock_timeout)) + 10
+    return {
+        # pre_ping notices connections a database restart killed; recycle stays
+        # under MySQL's default wait_timeout on idle pooled connections.
+        "pool_pre_ping": True,
+        "pool_recycle": 280,
+        "pool_size": 4,
+        "max_overflow": 4,
+        "pool_timeout": max(1, int(lock_timeout)),
+        "connect_args": {
+            "connect_timeout": 3,
+            "read_timeout": io_timeout,
+            "write_timeout": io_timeout,
+        },
+    }
+
+
+def ping(engine: Engine) -> None:
+    """Raise if the database does not answer a trivial query."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
 
 
 def configure(engine: Engine, lock_timeout: int) -> None:

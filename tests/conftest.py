@@ -7,6 +7,7 @@ reached the MariaDB tests skip, except under CI=true, where they fail.
 
 import base64
 import os
+import tempfile
 import uuid
 
 import pytest
@@ -19,6 +20,7 @@ MYSQL_SERVER_URL = os.environ.get(
     "TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
 )
 ADMIN_PASSWORD = "test-" + uuid.uuid4().hex
+LOG_FILE = os.path.join(tempfile.gettempdir(), f"booking-tests-{os.getpid()}.log")
 TABLES = ("waiting_list_entries", "bookings", "events")
 
 
@@ -30,6 +32,7 @@ def _settings(url: str, **extra) -> dict:
         "ADMIN_PASSWORD": ADMIN_PASSWORD,
         "RATE_LIMIT": "off",
         "LOCK_TIMEOUT": 5,
+        "LOG_FILE": LOG_FILE,
         **extra,
     }
 

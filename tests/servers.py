@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ class Gunicorn:
             "RATE_LIMIT": "off",
             "WEB_CONCURRENCY": str(workers),
             "GUNICORN_BIND": f"127.0.0.1:{self.port}",
+            "LOG_FILE": os.path.join(tempfile.gettempdir(), f"booking-gunicorn-{self.port}.log"),
             **{key: str(value) for key, value in env.items()},
         }
         self.process: subprocess.Popen | None = None

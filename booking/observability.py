@@ -1,0 +1,111 @@
+"""JSON logs, request ids, and the request log line.
+
+One JSON object per line, to LOG_FILE and to stderr. Every line logged while a
+request is served carries that request's id; the booking rules log their
+outcomes on the `booking.events` logger with eventId, userId and outcome.
+"""
+
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from logging.handlers import WatchedFileHandler
+
+from flask import Flask, g, has_request_context, request
+from pythonjsonlogger.json import JsonFormatter
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_OURS = "_booking_handler"  # marks handlers this module added, so a new app replaces them
+
+log = logging.getLogger("booking.requests")
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = g.get("request_id") if has_request_context() else None
+        return True
+
+
+def json_formatter() -> JsonFormatter:
+    return JsonFormatter(
+        "{asctime}{levelname}{name}{message}{request_id}",
+        style="{",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
+
+
+def configure_logging(app: Flask) -> None:
+    """Send the service's loggers to LOG_FILE and stderr as JSON lines."""
+    formatter = json_formatter()
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if path := app.config.get("LOG_FILE"):
+        handlers.append(_file_handler(path))
+    root = logging.getLogger("booking")
+    for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
+        root.removeHandler(old)
+        old.close()
+    for handler in handlers:
+        setattr(handler, _OURS, True)
+        handler.setFormatter(formatter)
+        handler.addFilter(RequestIdFilter())
+        root.addHandler(handler)
+    root.setLevel(app.config.get("LOG_LEVEL", "INFO").upper())
+    root.propagate = False
+    # Flask-Limiter reports storage outages on its own logger; keep them in the same stream.
+    limiter_log = logging.getLogger("flask-limiter")
+    limiter_log.handlers = [h for h in limiter_log.handlers if not getattr(h, _OURS, False)]
+    for handler in handlers:
+        limiter_log.addHandler(handler)
+    limiter_log.propagate = False
+
+
+def _file_handler(path: str) -> logging.Handler:
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        # WatchedFileHandler reopens the file when logrotate moves it away.
+        return WatchedFileHandler(path, encoding="utf-8")
+    except OSError as error:
+        raise SystemExit(
+            f"booking: cannot write the log file {path!r} ({error.strerror}). "
+            "Set LOG_FILE to a writable path."
+        ) from None
+
+
+def init_app(app: Flask) -> None:
+    configure_logging(app)
+
+    @app.before_request
+    def start_request():
+        g.started = time.perf_counter()
+        offered = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = offered if _SANE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+
+    @app.after_request
+    def finish_request(response):
+        request_id = g.get("request_id") or uuid.uuid4().hex
+        response.headers[REQUEST_ID_HEADER] = request_id
+        if response.status_code not in (429, 503):
+            # Flask-Limiter stamps Retry-After on every response; it means "wait"
+            # only on a refusal.
+            response.headers.pop("Retry-After", None)
+        started = g.get("started")
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "route": request.url_rule.rule if request.url_rule else None,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3)
+                if started
+                else None,
+                "client": request.remote_addr,
+            },
+        )
+        return response
