@@ -1,16 +1,32 @@
-"""gunicorn settings from the environment: PORT, WEB_CONCURRENCY, GUNICORN_THREADS."""
+"""gunicorn settings, from the environment.
+
+PORT (3000), WEB_CONCURRENCY (worker processes, 2), GUNICORN_THREADS (1),
+GUNICORN_TIMEOUT (30 s), GUNICORN_GRACEFUL_TIMEOUT (20 s), GUNICORN_ACCESS_LOG
+(off; "-" for stdout or a path: JSON lines like the app's own request log).
+"""
 
 import os
 
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '3000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+# A worker silent this long is killed and replaced; requests wait at most
+# LOCK_TIMEOUT for a lock, so this only catches real hangs.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+# On SIGTERM, finish in-flight requests for up to this long before exiting.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = 5
-# Load the app in each worker, after the fork: database pools must not be shared
-# between processes.
+# Load the app in each worker after the fork: database pools and locks must not
+# be shared between processes.
 preload_app = False
+
+# The app logs one JSON line per request itself (with its request id), so
+# gunicorn's access log is off unless asked for; both use the same JSON form.
+logger_class = "booking.gunicorn_logging.JsonLogger"
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
 # gunicorn 24+ opens a control socket at a fixed path in $HOME; several instances
 # on one host (or a read-only home) would collide, and nothing here uses it.
 control_socket_disable = True
