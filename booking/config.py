@@ -56,6 +56,7 @@ def from_environment(instance_path: str) -> dict:
         "LOCK_TIMEOUT": _int("LOCK_TIMEOUT", 5),
         "RATE_LIMIT": os.environ.get("RATE_LIMIT", "100 per 15 minutes"),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_KEY_PREFIX": os.environ.get("RATELIMIT_KEY_PREFIX", "booking"),
         "TRUSTED_PROXY_COUNT": _int("TRUSTED_PROXY_COUNT", 0),
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 16 * 1024),
         "LOG_FILE": os.environ.get("LOG_FILE", "logs/booking.log"),

@@ -92,7 +92,7 @@ def register(app: Flask) -> None:
         # Lost connections, lock wait timeouts, deadlocks, an exhausted pool: the
         # transaction rolled back (or its commit was never acknowledged), so a
         # retry is safe: a repeated booking answers 409, never books twice.
-        log.warning("database unavailable: %s", error.__class__.__name__, exc_info=error)
+        log.warning("database unavailable: %s", getattr(error, "orig", None) or error)
         return _unavailable("The database did not answer in time. Retry shortly.")
 
     @app.errorhandler(Exception)

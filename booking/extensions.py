@@ -1,9 +1,10 @@
-"""Extension objects, created unbound here and bound to an app in create_app."""
+"""Extension objects, created unbound here and bound to an app in create_app.
+
+The rate limiter is made per app in ratelimit.py: it keeps per-app state.
+"""
 
 import flask_smorest
 from flask_httpauth import HTTPBasicAuth
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
@@ -20,5 +21,4 @@ NAMING_CONVENTION = {
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate()
 api = flask_smorest.Api()
-limiter = Limiter(key_func=get_remote_address)
 admin_auth = HTTPBasicAuth(realm="booking admin")

@@ -32,7 +32,7 @@ class RequestIdFilter(logging.Filter):
 
 def json_formatter() -> JsonFormatter:
     return JsonFormatter(
-        "{asctime}{levelname}{name}{message}{request_id}",
+        "{asctime}{levelname}{name}{process}{message}{request_id}",
         style="{",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         datefmt="%Y-%m-%dT%H:%M:%S%z",

@@ -4,9 +4,9 @@ import logging
 import os
 
 from flask import Flask, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from werkzeug.middleware.proxy_fix import ProxyFix
-
-from .extensions import limiter
 
 log = logging.getLogger("booking.ratelimit")
 OFF = ("off", "0", "false", "none", "")
@@ -36,6 +36,9 @@ def init_app(app: Flask) -> None:
     proxies = int(cfg.get("TRUSTED_PROXY_COUNT") or 0)
     if proxies > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+    # One Limiter per app: its fallback limits and storage are per app too.
+    limiter = Limiter(key_func=get_remote_address)
+    limiter.request_filter(_not_rate_limited)
     limiter.init_app(app)
     workers = int(os.environ.get("WEB_CONCURRENCY", "1") or 1)
     if cfg["RATELIMIT_ENABLED"] and storage.startswith("memory") and workers > 1:
@@ -48,7 +51,6 @@ def init_app(app: Flask) -> None:
         )
 
 
-@limiter.request_filter
 def _not_rate_limited() -> bool:
     """Only the API is limited; health checks and the docs' static files never are."""
     path = request.path

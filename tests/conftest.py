@@ -54,10 +54,7 @@ def mysql_database_url():
         with admin_engine.connect() as conn:
             conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
     except sa.exc.OperationalError as error:
-        message = f"MariaDB at {server.render_as_string()} is unreachable: {error.orig}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        require_service(f"MariaDB at {server.render_as_string()}", error.orig)
     url = server.set(database=name).render_as_string(hide_password=False)
     migrate(url)
     yield url
@@ -124,3 +121,23 @@ def basic_auth(user: str, password: str) -> dict:
 @pytest.fixture
 def admin():
     return basic_auth("admin", ADMIN_PASSWORD)
+
+
+def require_service(name: str, error: Exception) -> None:
+    """A needed server is unreachable: skip locally, fail under CI."""
+    message = f"{name} is unreachable: {error}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    import redis
+
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as error:
+        require_service("Redis", error)
+    return url
