@@ -6,7 +6,8 @@
 # SQLALCHEMY_DATABASE_URI = "mysql+pymysql://booking:secret@127.0.0.1:3306/booking?charset=utf8mb4"
 
 # Admin (HTTP Basic) for POST /api/events/initialize and the waiting-list view.
-# Prefer a hash: python -c "from werkzeug.security import generate_password_hash as h; print(h('...'))"
+# Prefer a hash:
+#   python -c "from werkzeug.security import generate_password_hash as h; print(h('...'))"
 # ADMIN_USERNAME = "admin"
 # ADMIN_PASSWORD_HASH = "scrypt:32768:8:1$..."
 
