@@ -6,7 +6,7 @@ import os
 from flask import Flask, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
-from . import auth, cli, config, database, errors, locking, observability, ratelimit
+from . import auth, cli, config, database, errors, headers, locking, observability, ratelimit
 from .api import blp
 from .extensions import api, db, migrate
 from .service import BookingService
@@ -38,6 +38,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     _serve_docs_assets(app)
     errors.register(app)  # after api.init_app, so ours replace flask-smorest's handlers
     auth.init_app(app)
+    headers.init_app(app)
     cli.init_app(app)
 
     with app.app_context():

@@ -1,0 +1,199 @@
+"""The booking invariants, read straight from the database.
+
+`check_invariants(database_url)` reads every event, booking and waiting-list
+row in one transaction (one snapshot), asserts the rules the service promises,
+and returns what it read so a test can make its own, sharper checks:
+
+- an event never has more booked rows than tickets;
+- events.available_tickets == total_tickets - booked rows;
+- events.waiting_count == waiting rows;
+- nobody waits while a ticket is free;
+- nobody is both booked and waiting for one event;
+- (event_id, user_id) is unique in bookings and in waiting_list_entries, and
+  (event_id, seq) is unique in waiting_list_entries, every seq below
+  events.next_waiting_seq.
+
+Given `api_url`, it also asks the running service for each event's status and
+checks it against the database; given `admin_headers` too, it reads the admin
+waiting list (`waiting_list_reads` times, so several workers answer) and
+checks it against the rows in seq order.
+"""
+
+from dataclasses import dataclass, field
+
+import httpx
+import sqlalchemy as sa
+
+
+@dataclass
+class EventTruth:
+    """One event as the database holds it."""
+
+    event_id: int
+    name: str
+    total: int
+    available: int
+    waiting_count: int
+    waitlist_version: int
+    next_waiting_seq: int
+    booked: list[int] = field(default_factory=list)  # user ids, ascending
+    waiting: list[int] = field(default_factory=list)  # user ids in line order (seq)
+    seqs: list[int] = field(default_factory=list)  # the seqs of `waiting`, same order
+
+    def status(self) -> dict:
+        """What GET /api/events/status/{id} should answer."""
+        return {
+            "eventId": self.event_id,
+            "eventName": self.name,
+            "totalTickets": self.total,
+            "availableTickets": self.available,
+            "waitingListCount": self.waiting_count,
+        }
+
+
+class InvariantViolation(AssertionError):
+    pass
+
+
+def read_truth(database_url: str) -> tuple[dict[int, EventTruth], list[str]]:
+    """Every event with its rows, plus any duplicate or orphan rows found, in one snapshot."""
+    engine = sa.create_engine(database_url)
+    problems: list[str] = []
+    try:
+        # PyMySQL runs with autocommit off, so these reads are one InnoDB
+        # transaction: the first one fixes the snapshot the rest see.
+        with engine.connect() as conn:
+            events = {
+                row.id: EventTruth(
+                    event_id=row.id,
+                    name=row.name,
+                    total=row.total_tickets,
+                    available=row.available_tickets,
+                    waiting_count=row.waiting_count,
+                    waitlist_version=row.waitlist_version,
+                    next_waiting_seq=row.next_waiting_seq,
+                )
+                for row in conn.execute(
+                    sa.text(
+                        "SELECT id, name, total_tickets, available_tickets, waiting_count,"
+                        " waitlist_version, next_waiting_seq FROM events ORDER BY id"
+                    )
+                )
+            }
+            for event_id, user_id in conn.execute(
+                sa.text("SELECT event_id, user_id FROM bookings ORDER BY event_id, user_id")
+            ):
+                if event_id not in events:
+                    problems.append(f"booking of user {user_id} for missing event {event_id}")
+                    continue
+                events[event_id].booked.append(user_id)
+            for event_id, user_id, seq in conn.execute(
+                sa.text(
+                    "SELECT event_id, user_id, seq FROM waiting_list_entries ORDER BY event_id, seq"
+                )
+            ):
+                if event_id not in events:
+                    problems.append(f"user {user_id} waits for missing event {event_id}")
+                    continue
+                events[event_id].waiting.append(user_id)
+                events[event_id].seqs.append(seq)
+            for table, columns in (
+                ("bookings", "event_id, user_id"),
+                ("waiting_list_entries", "event_id, user_id"),
+                ("waiting_list_entries", "event_id, seq"),
+            ):
+                for row in conn.execute(
+                    sa.text(
+                        f"SELECT {columns}, COUNT(*) FROM {table}"
+                        f" GROUP BY {columns} HAVING COUNT(*) > 1"
+                    )
+                ):
+                    key, times = tuple(row[:2]), row[2]
+                    problems.append(f"{table}: ({columns}) = {key} occurs {times} times")
+    finally:
+        engine.dispose()
+    return events, problems
+
+
+def event_violations(event: EventTruth) -> list[str]:
+    where = f"event {event.event_id} (total {event.total})"
+    found = []
+    booked, waiting = len(event.booked), len(event.waiting)
+    if booked > event.total:
+        found.append(f"{where}: {booked} booked rows exceed the total")
+    if event.available != event.total - booked:
+        found.append(
+            f"{where}: available_tickets {event.available} != total - booked rows"
+            f" ({event.total} - {booked})"
+        )
+    if not 0 <= event.available <= event.total:
+        found.append(f"{where}: available_tickets {event.available} out of range")
+    if event.waiting_count != waiting:
+        found.append(f"{where}: waiting_count {event.waiting_count} != {waiting} waiting rows")
+    if event.available > 0 and waiting:
+        found.append(f"{where}: {waiting} wait while {event.available} tickets are free")
+    if both := set(event.booked) & set(event.waiting):
+        found.append(f"{where}: users both booked and waiting: {sorted(both)}")
+    if len(set(event.booked)) != booked:
+        found.append(f"{where}: a user holds two bookings")
+    if len(set(event.waiting)) != waiting:
+        found.append(f"{where}: a user waits twice")
+    if event.seqs and max(event.seqs) >= event.next_waiting_seq:
+        found.append(
+            f"{where}: seq {max(event.seqs)} not below next_waiting_seq {event.next_waiting_seq}"
+        )
+    return found
+
+
+def api_violations(
+    events: dict[int, EventTruth],
+    api_url: str,
+    admin_headers: dict | None = None,
+    waiting_list_reads: int = 1,
+) -> list[str]:
+    found = []
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        for event in events.values():
+            response = client.get(f"/api/events/status/{event.event_id}")
+            if response.status_code != 200 or response.json() != event.status():
+                found.append(
+                    f"event {event.event_id}: API status {response.status_code}"
+                    f" {response.text.strip()} != database {event.status()}"
+                )
+            if admin_headers is None:
+                continue
+            for _ in range(waiting_list_reads):
+                response = client.get(
+                    f"/api/events/{event.event_id}/waiting-list", headers=admin_headers
+                )
+                expected = {"eventId": event.event_id, "userIds": event.waiting}
+                if response.status_code != 200 or response.json() != expected:
+                    found.append(
+                        f"event {event.event_id}: API waiting list {response.status_code}"
+                        f" {response.text.strip()} != database {event.waiting}"
+                    )
+                    break
+    return found
+
+
+def check_invariants(
+    database_url: str,
+    api_url: str | None = None,
+    admin_headers: dict | None = None,
+    waiting_list_reads: int = 1,
+) -> dict[int, EventTruth]:
+    """Assert the invariants (and, given `api_url`, that the API agrees); return the truth.
+
+    Call it while nothing else changes the database: the API reads come after
+    the snapshot.
+    """
+    events, found = read_truth(database_url)
+    for event in events.values():
+        found.extend(event_violations(event))
+    if api_url is not None:
+        found.extend(api_violations(events, api_url, admin_headers, waiting_list_reads))
+    if found:
+        raise InvariantViolation(
+            f"{len(found)} invariant violation(s):\n" + "\n".join("  " + f for f in found)
+        )
+    return events

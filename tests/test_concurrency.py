@@ -1,0 +1,265 @@
+"""Many clients at once against real gunicorn workers on the real MariaDB.
+
+Each test starts `gunicorn -c gunicorn.conf.py wsgi:app` with 4 worker
+processes, fires requests with up to 64 in flight, then checks every answer and
+the database itself (tests/invariants.py). Each prints one summary line.
+"""
+
+import random
+import time
+from collections import Counter
+
+import httpx
+import pytest
+
+from .conftest import ADMIN_PASSWORD, basic_auth, wipe
+from .invariants import check_invariants
+from .servers import Gunicorn
+from .storm import Call, run_storm
+
+pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
+
+ADMIN = basic_auth("admin", ADMIN_PASSWORD)
+IN_FLIGHT = 64
+WORKERS = 4
+
+
+def server_settings(tmp_path) -> dict:
+    # Keep the per-request log lines out of the test output and the repository.
+    return {"LOG_FILE": str(tmp_path / "booking.log"), "LOG_LEVEL": "WARNING"}
+
+
+def initialize(url: str, name: str, total: int) -> int:
+    response = httpx.post(
+        f"{url}/api/events/initialize",
+        json={"eventName": name, "totalTickets": total},
+        headers=ADMIN,
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["eventId"]
+
+
+def status(url: str, event_id: int) -> dict:
+    response = httpx.get(f"{url}/api/events/status/{event_id}", timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def waiting_lists(url: str, event_id: int, reads: int = 2 * WORKERS) -> list[list[int]]:
+    """The admin waiting list, read several times so that several workers answer."""
+    found = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for _ in range(reads):
+            response = client.get(f"/api/events/{event_id}/waiting-list", headers=ADMIN)
+            assert response.status_code == 200, response.text
+            assert response.json()["eventId"] == event_id
+            found.append(response.json()["userIds"])
+    return found
+
+
+def unexpected(storm, allowed) -> list:
+    """The answers outside `allowed`: (request body, status, answer or error)."""
+    found = [r for r in storm.results if r.kind not in allowed]
+    return [(r.call.json, r.kind, r.body or r.error) for r in found]
+
+
+def test_1000_users_race_for_100_tickets(mysql_database_url, tmp_path):
+    wipe(mysql_database_url)
+    started = time.perf_counter()
+    rng = random.Random(100)
+    users = rng.sample(range(1, 1_000_000), 1000)
+    with Gunicorn(
+        mysql_database_url, ADMIN_PASSWORD, workers=WORKERS, **server_settings(tmp_path)
+    ) as server:
+        event_id = initialize(server.url, "Hundred seats", 100)
+
+        booking = run_storm(
+            server.url,
+            [Call("POST", "/api/events/book", {"userId": u, "eventId": event_id}) for u in users],
+            concurrency=IN_FLIGHT,
+        )
+
+        assert booking.statuses() == {201: 1000}, unexpected(booking, {201})[:10]
+        booked, position_of = set(), {}
+        for result in booking.results:
+            user = result.call.json["userId"]
+            body = result.body
+            assert (body["eventId"], body["userId"]) == (event_id, user), body
+            if body["status"] == "booked":
+                assert body == {"status": "booked", "eventId": event_id, "userId": user}
+                booked.add(user)
+            else:
+                assert body["status"] == "waitlisted", body
+                assert set(body) == {"status", "eventId", "userId", "position"}, body
+                position_of[user] = body["position"]
+        assert len(booked) == 100
+        assert len(position_of) == 900
+        assert sorted(position_of.values()) == list(range(1, 901))
+        assert status(server.url, event_id) == {
+            "eventId": event_id,
+            "eventName": "Hundred seats",
+            "totalTickets": 100,
+            "availableTickets": 0,
+            "waitingListCount": 900,
+        }
+        line = waiting_lists(server.url, event_id)[0]
+        assert len(line) == 900
+        assert len(set(line)) == 900
+        assert set(line) == set(position_of)
+        assert all(line[p - 1] == user for user, p in position_of.items())
+        assert all(other == line for other in waiting_lists(server.url, event_id))
+        truth = check_invariants(mysql_database_url, server.url, ADMIN, 2 * WORKERS)[event_id]
+        assert set(truth.booked) == booked
+        assert truth.waiting == line
+
+        cancelling_users = rng.sample(sorted(booked), 50)
+        cancelling = run_storm(
+            server.url,
+            [
+                Call("POST", "/api/events/cancel", {"userId": u, "eventId": event_id})
+                for u in cancelling_users
+            ],
+            concurrency=IN_FLIGHT,
+        )
+
+        assert cancelling.statuses() == {200: 50}, unexpected(cancelling, {200})[:10]
+        promoted = []
+        for result in cancelling.results:
+            body = result.body
+            assert body["status"] == "cancelled", body
+            assert (body["eventId"], body["userId"]) == (event_id, result.call.json["userId"])
+            assert isinstance(body["promotedUserId"], int), body
+            promoted.append(body["promotedUserId"])
+        assert len(set(promoted)) == 50, Counter(promoted).most_common(3)
+        assert set(promoted) == set(line[:50])
+        after = status(server.url, event_id)
+        assert (after["availableTickets"], after["waitingListCount"]) == (0, 850)
+        assert all(now == line[50:] for now in waiting_lists(server.url, event_id))
+        truth = check_invariants(mysql_database_url, server.url, ADMIN, 2 * WORKERS)[event_id]
+        assert set(truth.booked) == (booked - set(cancelling_users)) | set(promoted)
+        assert truth.waiting == line[50:]
+
+    print(
+        f"\n[concurrency] 1000 users, 100 tickets, {WORKERS} workers:"
+        f" book {booking.summary()} | cancel {cancelling.summary()}"
+        f" | test wall={time.perf_counter() - started:.2f}s"
+    )
+
+
+def test_mixed_storm_of_books_and_cancels_keeps_every_invariant(mysql_database_url, tmp_path):
+    wipe(mysql_database_url)
+    started = time.perf_counter()
+    rng = random.Random(20240601)
+    totals = (0, 1, 7, 20, 50)
+    pool = list(range(1, 81))  # 80 users, so repeats and strangers are common
+    requests = 4000
+    with Gunicorn(
+        mysql_database_url, ADMIN_PASSWORD, workers=WORKERS, **server_settings(tmp_path)
+    ) as server:
+        event_ids = [initialize(server.url, f"Mixed {total}", total) for total in totals]
+        calls = []
+        for _ in range(requests):
+            body = {"userId": rng.choice(pool), "eventId": rng.choice(event_ids)}
+            action = "book" if rng.random() < 0.55 else "cancel"
+            calls.append(Call("POST", f"/api/events/{action}", body, tag=action))
+
+        storm = run_storm(server.url, calls, concurrency=IN_FLIGHT)
+
+        assert not storm.errors(), [(r.kind, r.body or r.error) for r in storm.errors()][:10]
+        assert set(storm.statuses()) <= {200, 201, 404, 409}, unexpected(
+            storm, {200, 201, 404, 409}
+        )[:10]
+        expected = {
+            ("book", 201): {"booked", "waitlisted"},
+            ("book", 409): {"already-booked", "already-waiting"},
+            ("cancel", 200): {"cancelled", "left_waiting_list"},
+            ("cancel", 404): {"nothing-to-cancel"},
+        }
+        outcomes = storm.outcomes()
+        for result in storm.results:
+            key = (result.call.tag, result.status)
+            assert key in expected, (key, result.body)
+            said = result.body.get("status")
+            said = said if isinstance(said, str) else result.body["type"].rsplit(":", 1)[-1]
+            assert said in expected[key], (key, result.body)
+        # The storm reached every path, not just the easy ones.
+        for outcome in (
+            "booked",
+            "waitlisted",
+            "cancelled",
+            "left_waiting_list",
+            "already-booked",
+            "already-waiting",
+            "nothing-to-cancel",
+        ):
+            assert outcomes[outcome] > 0, outcome
+        promotions = sum(
+            1 for r in storm.results if r.status == 200 and r.body.get("promotedUserId")
+        )
+        assert promotions > 0
+
+        truth = check_invariants(mysql_database_url, server.url, ADMIN, 2 * WORKERS)
+        assert set(truth) == set(event_ids)
+        # Whatever order the server serialised them in, every acknowledged change
+        # must be in the database, and nothing else: per (event, user), bookings
+        # minus cancellations (promotions count as bookings) is 0 or 1 and says
+        # whether the user holds a ticket now; likewise for the waiting list.
+        holds, waits = Counter(), Counter()
+        for result in storm.results:
+            key = (result.call.json["eventId"], result.call.json["userId"])
+            said = result.body.get("status") if result.status in (200, 201) else None
+            if said == "booked":
+                holds[key] += 1
+            elif said == "waitlisted":
+                waits[key] += 1
+            elif said == "cancelled":
+                holds[key] -= 1
+                if (promoted := result.body["promotedUserId"]) is not None:
+                    holds[key[0], promoted] += 1
+                    waits[key[0], promoted] -= 1
+            elif said == "left_waiting_list":
+                waits[key] -= 1
+        for event_id in event_ids:
+            for user in pool:
+                key = (event_id, user)
+                assert holds[key] == (user in truth[event_id].booked), (key, holds[key])
+                assert waits[key] == (user in truth[event_id].waiting), (key, waits[key])
+        for event_id, total in zip(event_ids, totals, strict=True):
+            event = truth[event_id]
+            assert event.total == total
+            # 80 users churn through each event: the bigger ones must still have sold out.
+            assert len(event.booked) == total or not event.waiting
+
+        # Every user's own view agrees with the database, on whichever worker answers.
+        views = run_storm(
+            server.url,
+            [
+                Call("GET", f"/api/events/{e}/users/{u}", tag=(e, u))
+                for e in event_ids
+                for u in pool
+            ],
+            concurrency=IN_FLIGHT,
+        )
+        assert views.statuses() == {200: len(event_ids) * len(pool)}
+        for result in views.results:
+            event_id, user = result.call.tag
+            event = truth[event_id]
+            if user in event.booked:
+                want = {"status": "booked"}
+            elif user in event.waiting:
+                want = {"status": "waitlisted", "position": event.waiting.index(user) + 1}
+            else:
+                want = {"status": "none"}
+            assert result.body == {"eventId": event_id, "userId": user, **want}
+
+    per_event = ", ".join(
+        f"{truth[e].total}t:{len(truth[e].booked)}b/{len(truth[e].waiting)}w" for e in event_ids
+    )
+    print(
+        f"\n[concurrency] mixed storm over {len(totals)} events, {len(pool)} users,"
+        f" {WORKERS} workers: {storm.summary()} promotions={promotions}"
+        f" final(total:booked/waiting)=[{per_event}]"
+        f" | user-state reads {len(views.results)} in {views.wall:.2f}s"
+        f" | test wall={time.perf_counter() - started:.2f}s"
+    )
