@@ -1,5 +1,7 @@
 """Request and response schemas: the one source for validation and the OpenAPI spec."""
 
+import re
+
 from marshmallow import Schema, ValidationError, fields, validate
 
 MAX_ID = 2**63 - 1  # the database's BIGINT
@@ -11,18 +13,26 @@ class StrictSchema(Schema):
         ordered = True
 
 
+# Text with at least one visible character and no control characters.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+_NAME = re.compile(NAME_PATTERN)
+
+
 class EventName(fields.String):
-    """Trimmed, 1-255 characters, no control characters."""
+    """1-255 characters, at least one visible, no control characters; stored trimmed."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        text = super()._deserialize(value, attr, data, **kwargs).strip()
-        if not text:
-            raise ValidationError("Must not be empty.")
+        text = super()._deserialize(value, attr, data, **kwargs)
         if len(text) > 255:
             raise ValidationError("Must be at most 255 characters.")
-        if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in text):
-            raise ValidationError("Must not contain control characters.")
-        return text
+        if not _NAME.match(text):
+            raise ValidationError("Must contain a visible character and no control characters.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (JSON "\\ud800"): no database encoding can store it.
+            raise ValidationError("Must be valid Unicode text.") from None
+        return text.strip()
 
 
 def _id(name: str, description: str) -> fields.Integer:
@@ -40,7 +50,13 @@ class InitializeRequest(StrictSchema):
     event_name = EventName(
         data_key="eventName",
         required=True,
-        metadata={"description": "1-255 characters after trimming", "example": "Concert"},
+        metadata={
+            "description": "Shown to users; leading and trailing spaces are trimmed",
+            "example": "Concert",
+            "minLength": 1,
+            "maxLength": 255,
+            "pattern": NAME_PATTERN,
+        },
     )
     total_tickets = fields.Integer(
         data_key="totalTickets",

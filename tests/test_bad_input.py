@@ -77,6 +77,15 @@ def test_bad_names_are_400(client, admin, rows, name):
     assert rows("events") == 0
 
 
+def test_a_name_with_a_lone_surrogate_is_400(client, admin, rows):
+    body = '{"eventName": "ok \\ud800", "totalTickets": 1}'
+    response = client.post(
+        "/api/events/initialize", data=body, content_type="application/json", headers=admin
+    )
+    assert "eventName" in assert_problem(response, 400)["errors"]
+    assert rows("events") == 0
+
+
 def test_a_name_too_long_only_in_4_byte_characters_is_400(client, admin, rows):
     response = client.post(
         "/api/events/initialize",
