@@ -1,0 +1,164 @@
+"""A Hypothesis state machine drives the API against a plain Python model of the rules.
+
+Every response is compared with what the model says it must be, and after every
+step each event's status, line and the invariants are checked. Runs on SQLite and
+on MariaDB, derandomized so CI replays the same programs.
+"""
+
+from dataclasses import dataclass, field
+
+from hypothesis import HealthCheck
+from hypothesis import settings as run_settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+
+from .conftest import wipe
+
+USERS = st.integers(min_value=1, max_value=4)
+TOTALS = st.integers(min_value=0, max_value=2)
+UNKNOWN_EVENT = 9_000_000_000
+
+
+@dataclass
+class ModelEvent:
+    name: str
+    total: int
+    booked: set[int] = field(default_factory=set)
+    line: list[int] = field(default_factory=list)
+
+    @property
+    def available(self) -> int:
+        return self.total - len(self.booked)
+
+
+def test_the_api_follows_the_model(app, admin, settings):
+    client = app.test_client()
+    database_url = settings["SQLALCHEMY_DATABASE_URI"]
+
+    class BookingMachine(RuleBasedStateMachine):
+        @initialize(totals=st.lists(TOTALS, min_size=1, max_size=3))
+        def fresh_database(self, totals):
+            wipe(database_url)
+            self.events: dict[int, ModelEvent] = {}
+            for total in totals:
+                self.create(total)
+
+        def pick(self, data) -> int:
+            return data.draw(st.sampled_from(sorted(self.events)))
+
+        def create(self, total):
+            name = f"event {len(self.events)}"
+            response = client.post(
+                "/api/events/initialize",
+                json={"eventName": name, "totalTickets": total},
+                headers=admin,
+            )
+            assert response.status_code == 201
+            self.events[response.json["eventId"]] = ModelEvent(name, total)
+
+        @rule(data=st.data(), users=st.lists(USERS, min_size=1, max_size=3))
+        def book(self, data, users):
+            # Several at a time, so lines form and cancellations promote someone.
+            event_id = self.pick(data)
+            for user in users:
+                self.book_one(event_id, user)
+
+        def book_one(self, event_id, user):
+            response = client.post("/api/events/book", json={"userId": user, "eventId": event_id})
+            event = self.events[event_id]
+            if user in event.booked:
+                assert response.status_code == 409
+                assert response.json["type"].endswith("already-booked")
+            elif user in event.line:
+                assert response.status_code == 409
+                assert response.json["position"] == event.line.index(user) + 1
+            elif event.available > 0:
+                assert response.status_code == 201
+                assert response.json == {"status": "booked", "eventId": event_id, "userId": user}
+                event.booked.add(user)
+            else:
+                event.line.append(user)
+                assert response.status_code == 201
+                assert response.json == {
+                    "status": "waitlisted",
+                    "eventId": event_id,
+                    "userId": user,
+                    "position": len(event.line),
+                }
+
+        @rule(data=st.data(), user=USERS)
+        def cancel(self, data, user):
+            event_id = self.pick(data)
+            response = client.post("/api/events/cancel", json={"userId": user, "eventId": event_id})
+            event = self.events[event_id]
+            if user not in event.booked and user not in event.line:
+                assert response.status_code == 404
+            elif user in event.booked:
+                event.booked.remove(user)
+                promoted = event.line.pop(0) if event.line else None
+                if promoted is not None:
+                    event.booked.add(promoted)
+                assert response.status_code == 200
+                assert response.json == {
+                    "status": "cancelled",
+                    "eventId": event_id,
+                    "userId": user,
+                    "promotedUserId": promoted,
+                }
+            else:
+                event.line.remove(user)
+                assert response.status_code == 200
+                assert response.json["status"] == "left_waiting_list"
+
+        @rule(user=USERS, path=st.sampled_from(["book", "cancel"]))
+        def an_unknown_event_is_404(self, user, path):
+            body = {"userId": user, "eventId": UNKNOWN_EVENT}
+            assert client.post(f"/api/events/{path}", json=body).status_code == 404
+            assert client.get(f"/api/events/{UNKNOWN_EVENT}/users/{user}").status_code == 404
+
+        @rule(data=st.data(), user=USERS)
+        def ask_about_a_user(self, data, user):
+            event_id = self.pick(data)
+            response = client.get(f"/api/events/{event_id}/users/{user}")
+            event = self.events[event_id]
+            expected = {"eventId": event_id, "userId": user, "status": "none"}
+            if user in event.booked:
+                expected["status"] = "booked"
+            elif user in event.line:
+                expected.update(status="waitlisted", position=event.line.index(user) + 1)
+            assert response.json == expected
+
+        @invariant()
+        def every_event_matches_the_model(self):
+            for event_id, event in getattr(self, "events", {}).items():
+                status = client.get(f"/api/events/status/{event_id}").json
+                assert status == {
+                    "eventId": event_id,
+                    "eventName": event.name,
+                    "totalTickets": event.total,
+                    "availableTickets": event.available,
+                    "waitingListCount": len(event.line),
+                }
+                line = client.get(f"/api/events/{event_id}/waiting-list", headers=admin)
+                assert line.json["userIds"] == event.line
+                # The model's own rules, so a wrong model cannot pass silently.
+                assert 0 <= event.available <= event.total
+                assert not (event.line and event.available > 0)
+                assert not (event.booked & set(event.line))
+
+    run_state_machine_as_test(
+        BookingMachine,
+        settings=run_settings(
+            max_examples=60,
+            stateful_step_count=40,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
