@@ -9,7 +9,7 @@ export FLASK_APP := wsgi
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dev,bench]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -31,6 +31,10 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# A benchmark against real gunicorn + MariaDB on loopback (see bench/__init__.py).
+bench: install
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
