@@ -45,26 +45,28 @@ class BookingService:
 
     def book(self, event_id: int, user_id: int) -> Booked | Waitlisted:
         with self.lock.write(event_id) as tx:
-            event = self._event(tx.conn, event_id)
-            if event.available_tickets > 0:
-                # Tickets free means nobody waits, so only a booking can clash.
+            if store.take_ticket(tx.conn, event_id):
+                # A ticket was free, so nobody waits: only a booking can clash,
+                # and refusing rolls the claimed ticket back.
                 if not store.add_booking(tx.conn, event_id, user_id):
                     raise AlreadyBooked(event_id, user_id)
-                store.change_counters(tx.conn, event_id, available=-1)
                 result = Booked(event_id, user_id)
             else:
-                if store.has_booking(tx.conn, event_id, user_id):
-                    raise AlreadyBooked(event_id, user_id)
-                line = self.waiting_lists.sync(tx.conn, event)
-                if user_id in line:
-                    raise AlreadyWaiting(event_id, user_id, line.position(user_id))
-                seq = event.next_waiting_seq
-                store.join_waiting_list(tx.conn, event_id, user_id, seq)
-                self._after_commit(tx, event, lambda line: line.append(user_id, seq))
-                result = Waitlisted(event_id, user_id, event.waiting_count + 1)
+                result = self._join_line(tx, self._event(tx.conn, event_id), user_id)
         outcome = "booked" if isinstance(result, Booked) else "waitlisted"
         log.info(outcome, extra={"eventId": event_id, "userId": user_id, "outcome": outcome})
         return result
+
+    def _join_line(self, tx, event, user_id: int) -> Waitlisted:
+        if store.has_booking(tx.conn, event.id, user_id):
+            raise AlreadyBooked(event.id, user_id)
+        line = self.waiting_lists.sync(tx.conn, event)
+        if user_id in line:
+            raise AlreadyWaiting(event.id, user_id, line.position(user_id))
+        seq = event.next_waiting_seq
+        store.join_waiting_list(tx.conn, event.id, user_id, seq)
+        self._after_commit(tx, event, lambda line: line.append(user_id, seq))
+        return Waitlisted(event.id, user_id, event.waiting_count + 1)
 
     def cancel(self, event_id: int, user_id: int) -> Cancelled | LeftWaitingList:
         with self.lock.write(event_id) as tx:
@@ -73,7 +75,6 @@ class BookingService:
                 promoted = self._promote_head(tx, event)
                 result = Cancelled(event_id, user_id, promoted)
             elif store.leave_waiting_list(tx.conn, event_id, user_id):
-                store.change_counters(tx.conn, event_id, waiting_count=-1)
                 self._after_commit(tx, event, lambda line: line.remove(user_id))
                 result = LeftWaitingList(event_id, user_id)
             else:
@@ -97,13 +98,14 @@ class BookingService:
 
     def _promote_head(self, tx, event) -> int | None:
         """Hand the freed ticket to the head of the line, in the same transaction."""
-        head = self.waiting_lists.sync(tx.conn, event).head()
-        if head is None:
-            store.change_counters(tx.conn, event.id, available=+1)
+        if event.waiting_count == 0:
+            store.release_ticket(tx.conn, event.id)
             return None
+        head = self.waiting_lists.sync(tx.conn, event).head()
         store.leave_waiting_list(tx.conn, event.id, head)
-        store.add_booking(tx.conn, event.id, head)
-        store.change_counters(tx.conn, event.id, waiting_count=-1)
+        if not store.add_booking(tx.conn, event.id, head):
+            # Someone waiting while holding a ticket: the invariants are broken.
+            raise RuntimeError(f"user {head} waits for event {event.id} and holds a ticket")
         self._after_commit(tx, event, WaitingList.pop_head)
         return head
 

@@ -1,16 +1,20 @@
 """The SQL the booking rules run, one function a statement, in SQLAlchemy Core.
 
-Core rather than the ORM: the booking path runs a handful of statements under a
-global lock, and every microsecond spent building objects is spent holding it.
-Each statement uses an index; none scans or counts a whole event.
+Core rather than the ORM, and each statement built once at import with bound
+parameters: changes run under a global lock, and every microsecond spent
+building objects is spent holding it. Each statement uses an index; none scans
+or counts a whole event.
 """
 
-from sqlalchemy import Connection, Row, exists, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .models import bookings, events, waiting
 
-_EVENT_COLUMNS = (
+_EVENT = bindparam("event_id")
+_USER = bindparam("user_id")
+
+_SELECT_EVENT = select(
     events.c.id,
     events.c.name,
     events.c.total_tickets,
@@ -18,110 +22,135 @@ _EVENT_COLUMNS = (
     events.c.waiting_count,
     events.c.waitlist_version,
     events.c.next_waiting_seq,
+).where(events.c.id == _EVENT)
+_INSERT_EVENT = insert(events)
+# The WHERE clause makes the claim safe on its own: a ticket is taken only if
+# one is left, whatever lock the caller holds.
+_TAKE_TICKET = (
+    update(events)
+    .where(events.c.id == _EVENT, events.c.available_tickets > 0)
+    .values(available_tickets=events.c.available_tickets - 1)
+)
+_RELEASE_TICKET = (
+    update(events)
+    .where(events.c.id == _EVENT)
+    .values(available_tickets=events.c.available_tickets + 1)
+)
+_INSERT_BOOKING = insert(bookings)
+_HAS_BOOKING = select(exists().where(bookings.c.event_id == _EVENT, bookings.c.user_id == _USER))
+_DELETE_BOOKING = bookings.delete().where(
+    bookings.c.event_id == _EVENT, bookings.c.user_id == _USER
+)
+_INSERT_WAITING = insert(waiting)
+_JOINED_LINE = (
+    update(events)
+    .where(events.c.id == _EVENT)
+    .values(
+        waiting_count=events.c.waiting_count + 1,
+        waitlist_version=events.c.waitlist_version + 1,
+        next_waiting_seq=bindparam("next_seq"),
+    )
+)
+_LEFT_LINE = (
+    update(events)
+    .where(events.c.id == _EVENT)
+    .values(
+        waiting_count=events.c.waiting_count - 1,
+        waitlist_version=events.c.waitlist_version + 1,
+    )
+)
+_DELETE_WAITING = waiting.delete().where(waiting.c.event_id == _EVENT, waiting.c.user_id == _USER)
+_WAITING_AFTER = (
+    select(waiting.c.seq, waiting.c.user_id)
+    .where(waiting.c.event_id == _EVENT, waiting.c.seq > bindparam("after_seq"))
+    .order_by(waiting.c.seq)
+)
+_HEAD_SEQ = (
+    select(waiting.c.seq).where(waiting.c.event_id == _EVENT).order_by(waiting.c.seq).limit(1)
+)
+_WAITING_SEQ = select(waiting.c.seq).where(waiting.c.event_id == _EVENT, waiting.c.user_id == _USER)
+_WAITING_AHEAD = (
+    select(func.count())
+    .select_from(waiting)
+    .where(waiting.c.event_id == _EVENT, waiting.c.seq < bindparam("seq"))
 )
 
 
 def create_event(conn: Connection, name: str, total_tickets: int) -> int:
     result = conn.execute(
-        insert(events).values(
-            name=name,
-            total_tickets=total_tickets,
-            available_tickets=total_tickets,
-            waiting_count=0,
-            waitlist_version=0,
-            next_waiting_seq=1,
-        )
+        _INSERT_EVENT,
+        {
+            "name": name,
+            "total_tickets": total_tickets,
+            "available_tickets": total_tickets,
+            "waiting_count": 0,
+            "waitlist_version": 0,
+            "next_waiting_seq": 1,
+        },
     )
     return result.inserted_primary_key[0]
 
 
 def event(conn: Connection, event_id: int) -> Row | None:
-    return conn.execute(select(*_EVENT_COLUMNS).where(events.c.id == event_id)).one_or_none()
+    return conn.execute(_SELECT_EVENT, {"event_id": event_id}).one_or_none()
+
+
+def take_ticket(conn: Connection, event_id: int) -> bool:
+    """Claim one ticket; False when none is left (or no such event)."""
+    return conn.execute(_TAKE_TICKET, {"event_id": event_id}).rowcount == 1
+
+
+def release_ticket(conn: Connection, event_id: int) -> None:
+    conn.execute(_RELEASE_TICKET, {"event_id": event_id})
 
 
 def add_booking(conn: Connection, event_id: int, user_id: int) -> bool:
     """Insert a booking; False when the user already has one (the unique key says so)."""
     try:
-        conn.execute(insert(bookings).values(event_id=event_id, user_id=user_id))
+        conn.execute(_INSERT_BOOKING, {"event_id": event_id, "user_id": user_id})
     except IntegrityError:
         return False
     return True
 
 
 def has_booking(conn: Connection, event_id: int, user_id: int) -> bool:
-    query = select(exists().where(bookings.c.event_id == event_id, bookings.c.user_id == user_id))
-    return conn.execute(query).scalar_one()
+    return conn.execute(_HAS_BOOKING, {"event_id": event_id, "user_id": user_id}).scalar_one()
 
 
 def delete_booking(conn: Connection, event_id: int, user_id: int) -> bool:
-    result = conn.execute(
-        bookings.delete().where(bookings.c.event_id == event_id, bookings.c.user_id == user_id)
-    )
+    result = conn.execute(_DELETE_BOOKING, {"event_id": event_id, "user_id": user_id})
     return result.rowcount == 1
-
-
-def change_counters(
-    conn: Connection, event_id: int, available: int = 0, waiting_count: int = 0
-) -> None:
-    """Move the event's counters; a waiting-list change also bumps its version."""
-    values = {}
-    if available:
-        values["available_tickets"] = events.c.available_tickets + available
-    if waiting_count:
-        values["waiting_count"] = events.c.waiting_count + waiting_count
-        values["waitlist_version"] = events.c.waitlist_version + 1
-    conn.execute(update(events).where(events.c.id == event_id).values(**values))
 
 
 def join_waiting_list(conn: Connection, event_id: int, user_id: int, seq: int) -> None:
-    conn.execute(insert(waiting).values(event_id=event_id, user_id=user_id, seq=seq))
-    conn.execute(
-        update(events)
-        .where(events.c.id == event_id)
-        .values(
-            waiting_count=events.c.waiting_count + 1,
-            waitlist_version=events.c.waitlist_version + 1,
-            next_waiting_seq=seq + 1,
-        )
-    )
+    conn.execute(_INSERT_WAITING, {"event_id": event_id, "user_id": user_id, "seq": seq})
+    conn.execute(_JOINED_LINE, {"event_id": event_id, "next_seq": seq + 1})
 
 
 def leave_waiting_list(conn: Connection, event_id: int, user_id: int) -> bool:
-    result = conn.execute(
-        waiting.delete().where(waiting.c.event_id == event_id, waiting.c.user_id == user_id)
-    )
-    return result.rowcount == 1
+    """Take the user out of the line, counters included; False if they were not in it."""
+    result = conn.execute(_DELETE_WAITING, {"event_id": event_id, "user_id": user_id})
+    if result.rowcount != 1:
+        return False
+    conn.execute(_LEFT_LINE, {"event_id": event_id})
+    return True
 
 
 def waiting_rows(conn: Connection, event_id: int, after_seq: int = 0) -> list[tuple[int, int]]:
     """(seq, user_id) in line order, only those after `after_seq`."""
-    query = (
-        select(waiting.c.seq, waiting.c.user_id)
-        .where(waiting.c.event_id == event_id, waiting.c.seq > after_seq)
-        .order_by(waiting.c.seq)
-    )
-    return [tuple(row) for row in conn.execute(query)]
+    rows = conn.execute(_WAITING_AFTER, {"event_id": event_id, "after_seq": after_seq})
+    return [tuple(row) for row in rows]
 
 
 def head_seq(conn: Connection, event_id: int) -> int | None:
-    query = (
-        select(waiting.c.seq).where(waiting.c.event_id == event_id).order_by(waiting.c.seq).limit(1)
-    )
-    return conn.execute(query).scalar_one_or_none()
+    return conn.execute(_HEAD_SEQ, {"event_id": event_id}).scalar_one_or_none()
 
 
 def waiting_seq(conn: Connection, event_id: int, user_id: int) -> int | None:
-    query = select(waiting.c.seq).where(
-        waiting.c.event_id == event_id, waiting.c.user_id == user_id
-    )
-    return conn.execute(query).scalar_one_or_none()
+    query = _WAITING_SEQ
+    return conn.execute(query, {"event_id": event_id, "user_id": user_id}).scalar_one_or_none()
 
 
 def waiting_ahead(conn: Connection, event_id: int, seq: int) -> int:
     """How many wait in front of `seq`: an index range scan over those only."""
-    query = (
-        select(func.count())
-        .select_from(waiting)
-        .where(waiting.c.event_id == event_id, waiting.c.seq < seq)
-    )
-    return conn.execute(query).scalar_one()
+    return conn.execute(_WAITING_AHEAD, {"event_id": event_id, "seq": seq}).scalar_one()
