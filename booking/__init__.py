@@ -43,11 +43,16 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     with app.app_context():
         engine = db.engine
-        database.configure(engine, app.config["LOCK_TIMEOUT"])
+        mode = app.config["BOOKING_LOCK"]
+        lock = locking.for_engine(engine, app.config["LOCK_TIMEOUT"], mode)
+        database.configure(engine, app.config["LOCK_TIMEOUT"], lock.name)
+        if lock.name == "table":
+            try:
+                database.check_not_galera(engine)
+            except database.GaleraTableLockError as error:
+                raise SystemExit(f"booking: {error}") from None
         app.extensions["booking"] = BookingService(
-            engine,
-            locking.for_engine(engine, app.config["LOCK_TIMEOUT"]),
-            WaitingLists(app.config["WAITLIST_CACHE_EVENTS"]),
+            engine, lock, WaitingLists(app.config["WAITLIST_CACHE_EVENTS"])
         )
     return app
 

@@ -52,6 +52,9 @@ def from_environment(instance_path: str) -> dict:
         "ADMIN_USERNAME": os.environ.get("ADMIN_USERNAME", "admin"),
         "ADMIN_PASSWORD": _admin_password(instance_path),
         "ADMIN_PASSWORD_HASH": os.environ.get("ADMIN_PASSWORD_HASH") or None,
+        # table: LOCK TABLES (one MySQL/MariaDB server); row: row locks with
+        # retries (Galera and other clusters). SQLite always uses BEGIN IMMEDIATE.
+        "BOOKING_LOCK": os.environ.get("BOOKING_LOCK", "table").strip().lower(),
         # Seconds a change may wait for the booking lock before the client gets 503.
         "LOCK_TIMEOUT": _int("LOCK_TIMEOUT", 5),
         "RATE_LIMIT": os.environ.get("RATE_LIMIT", "100 per 15 minutes"),

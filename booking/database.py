@@ -32,21 +32,53 @@ def ping(engine: Engine) -> None:
         conn.exec_driver_sql("SELECT 1")
 
 
-def configure(engine: Engine, lock_timeout: int) -> None:
+class GaleraTableLockError(RuntimeError):
+    def __init__(self):
+        super().__init__(
+            "This database is a Galera cluster node (wsrep_on=ON): LOCK TABLES does not"
+            " protect anything across its nodes. Set BOOKING_LOCK=row."
+        )
+
+
+def configure(engine: Engine, lock_timeout: int, lock_mode: str = "table") -> None:
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, lock_timeout)
     elif engine.dialect.name in ("mysql", "mariadb"):
-        _configure_mysql(engine, lock_timeout)
+        _configure_mysql(engine, lock_timeout, lock_mode)
 
 
-def _configure_mysql(engine: Engine, lock_timeout: int) -> None:
+def _is_galera(cursor) -> bool:
+    cursor.execute("SHOW VARIABLES LIKE 'wsrep_on'")
+    row = cursor.fetchone()
+    return bool(row) and str(row[1]).upper() == "ON"
+
+
+def check_not_galera(engine: Engine) -> None:
+    """At start-up in table mode: refuse a Galera node. Quiet if the database is down."""
+    try:
+        with engine.connect():
+            pass
+    except GaleraTableLockError:
+        raise
+    except Exception:  # readiness reports an unreachable database
+        return
+
+
+def _configure_mysql(engine: Engine, lock_timeout: int, lock_mode: str) -> None:
     seconds = max(1, int(lock_timeout))
 
     @event.listens_for(engine, "connect")
-    def bounded_lock_waits(dbapi_connection, _record):
-        # The server defaults are a year (metadata locks) and 50 s (row locks):
-        # a stuck lock would hang every worker for that long.
+    def per_session_settings(dbapi_connection, _record):
         with dbapi_connection.cursor() as cursor:
+            if _is_galera(cursor):
+                if lock_mode == "table":
+                    raise GaleraTableLockError()
+                # A read on any node waits until the node has applied every
+                # write committed anywhere before it: status sees a booking made
+                # through another host.
+                cursor.execute("SET SESSION wsrep_sync_wait = 1")
+            # The server defaults are a year (metadata locks) and 50 s (row locks):
+            # a stuck lock would hang every worker for that long.
             cursor.execute(
                 "SET SESSION lock_wait_timeout = %s, innodb_lock_wait_timeout = %s",
                 (seconds, seconds),

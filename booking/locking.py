@@ -1,28 +1,47 @@
-"""Serialise changes: a process-wide thread lock, then a database lock.
+"""Serialise changes: an in-process lock, then the database's own lock.
 
-The booking rules only see `BookingLock.write()`, so another strategy (row
-locks for clustered databases) can be added here without touching them.
+The booking rules hand a function to `BookingLock.run(event_id, body)`; the
+strategy decides how that function's transaction is protected:
+
+- table (MySQL/MariaDB default): LOCK TABLES around the transaction. Every
+  change on the server runs one at a time.
+- row (BOOKING_LOCK=row, for Galera and other clusters): a plain transaction
+  whose first touch of the event row locks it (SELECT ... FOR UPDATE, or the
+  conditional UPDATE that claims a ticket). Changes to different events run in
+  parallel; a conflict between cluster nodes surfaces as a deadlock error and
+  the whole function is run again.
+- immediate (SQLite): BEGIN IMMEDIATE.
 """
 
+import logging
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from .domain import LockTimeout
 
+log = logging.getLogger("booking.locking")
+T = TypeVar("T")
+
 # Every table a change touches, each named once: LOCK TABLES refuses to let the
 # session touch a table (or alias) it did not name.
 LOCK_TABLES = "LOCK TABLES events WRITE, bookings WRITE, waiting_list_entries WRITE"
+DEADLOCK = 1213  # ER_LOCK_DEADLOCK, SQLSTATE 40001; Galera's certification failure too
 
 
 class Transaction:
-    """A locked transaction: its connection, and work to run once it committed."""
+    """A protected transaction: its connection, and work to run once it committed."""
 
-    def __init__(self, conn: Connection):
+    def __init__(self, conn: Connection, lock_rows: bool):
         self.conn = conn
+        # Row mode: the first read of the event row must lock it.
+        self.lock_rows = lock_rows
         self._after_commit: list[Callable[[], None]] = []
 
     def after_commit(self, action: Callable[[], None]) -> None:
@@ -34,7 +53,10 @@ class Transaction:
 
 
 class BookingLock:
-    """The process lock; subclasses add the database's own lock."""
+    """The in-process lock; subclasses add the database's own lock."""
+
+    name = ""
+    lock_rows = False
 
     def __init__(self, engine: Engine, timeout: float):
         self.engine = engine
@@ -42,22 +64,27 @@ class BookingLock:
         # Also guards the in-memory waiting lists of this process.
         self.process_lock = threading.Lock()
 
+    def _thread_lock(self, event_id: int | None) -> threading.Lock:
+        return self.process_lock
+
     @contextmanager
-    def held(self) -> Iterator[None]:
-        if not self.process_lock.acquire(timeout=self.timeout):
+    def held(self, event_id: int | None = None) -> Iterator[None]:
+        lock = self._thread_lock(event_id)
+        if not lock.acquire(timeout=self.timeout):
             raise LockTimeout("another change in this process held the lock too long")
         try:
             yield
         finally:
-            self.process_lock.release()
+            lock.release()
 
-    @contextmanager
-    def write(self, event_id: int | None = None) -> Iterator[Transaction]:
-        with self.held(), self.engine.connect() as conn:
-            tx = Transaction(conn)
+    def run(self, event_id: int | None, body: Callable[[Transaction], T]) -> T:
+        """Run `body` in one protected transaction; after-commit work runs under the lock."""
+        with self.held(event_id), self.engine.connect() as conn:
+            tx = Transaction(conn, self.lock_rows)
             with self._database_lock(conn):
-                yield tx
+                result = body(tx)
             tx.committed()
+            return result
 
     def _database_lock(self, conn: Connection):
         raise NotImplementedError
@@ -69,6 +96,8 @@ class TableLock(BookingLock):
     autocommit is already off (PyMySQL's default), so LOCK TABLES opens the
     transaction; COMMIT ends it and only then UNLOCK TABLES releases the tables.
     """
+
+    name = "table"
 
     @contextmanager
     def _database_lock(self, conn: Connection) -> Iterator[None]:
@@ -91,8 +120,57 @@ class TableLock(BookingLock):
                 conn.invalidate()
 
 
+class RowLock(BookingLock):
+    """Row locks on the event row, retried whole when the database reports a deadlock.
+
+    Correctness does not rest on the lock being cluster-wide: every change
+    writes its event's row (counters), so two nodes changing one event conflict
+    at certification and one of them gets error 1213 and runs again.
+    """
+
+    name = "row"
+    lock_rows = True
+    attempts = 6
+    first_backoff = 0.004  # seconds; doubled per attempt, full jitter
+    stripes = 64
+
+    def __init__(self, engine: Engine, timeout: float):
+        super().__init__(engine, timeout)
+        # Changes to different events need not wait for each other in this
+        # process either; a stripe also guards its events' waiting-list copies.
+        self._stripes = [threading.Lock() for _ in range(self.stripes)]
+        self.retries = 0  # deadlock retries in this process, for logs and benchmarks
+
+    def _thread_lock(self, event_id: int | None) -> threading.Lock:
+        if event_id is None:
+            return self.process_lock
+        return self._stripes[event_id % self.stripes]
+
+    def run(self, event_id: int | None, body: Callable[[Transaction], T]) -> T:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return super().run(event_id, body)
+            except DBAPIError as error:
+                if _error_code(error) != DEADLOCK or attempt == self.attempts:
+                    raise  # the last deadlock too: the client gets 503 and Retry-After
+                self.retries += 1
+                log.warning(
+                    "deadlock or cluster conflict, running the change again",
+                    extra={"eventId": event_id, "attempt": attempt, "retries": self.retries},
+                )
+            time.sleep(random.uniform(0, self.first_backoff * 2 ** (attempt - 1)))
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _database_lock(self, conn: Connection) -> Iterator[None]:
+        with conn.begin():
+            yield
+
+
 class ImmediateLock(BookingLock):
     """SQLite: BEGIN IMMEDIATE takes the database's write lock up front."""
+
+    name = "immediate"
 
     @contextmanager
     def _database_lock(self, conn: Connection) -> Iterator[None]:
@@ -101,9 +179,19 @@ class ImmediateLock(BookingLock):
             yield
 
 
-def for_engine(engine: Engine, timeout: float) -> BookingLock:
+def _error_code(error: DBAPIError) -> int | None:
+    args = getattr(error.orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+STRATEGIES = {"table": TableLock, "row": RowLock}
+
+
+def for_engine(engine: Engine, timeout: float, mode: str = "table") -> BookingLock:
     if engine.dialect.name == "sqlite":
         return ImmediateLock(engine, timeout)
-    if engine.dialect.name in ("mysql", "mariadb"):
-        return TableLock(engine, timeout)
-    raise ValueError(f"no booking lock for the {engine.dialect.name} dialect")
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        raise ValueError(f"no booking lock for the {engine.dialect.name} dialect")
+    if mode not in STRATEGIES:
+        raise ValueError(f"BOOKING_LOCK must be 'table' or 'row', not {mode!r}")
+    return STRATEGIES[mode](engine, timeout)

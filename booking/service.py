@@ -35,8 +35,7 @@ class BookingService:
         self.waiting_lists = waiting_lists
 
     def initialize(self, name: str, total_tickets: int) -> EventState:
-        with self.lock.write() as tx:
-            event_id = store.create_event(tx.conn, name, total_tickets)
+        event_id = self.lock.run(None, lambda tx: store.create_event(tx.conn, name, total_tickets))
         log.info(
             "event initialized",
             extra={"eventId": event_id, "totalTickets": total_tickets, "outcome": "initialized"},
@@ -44,15 +43,18 @@ class BookingService:
         return EventState(event_id, name, total_tickets, total_tickets, 0)
 
     def book(self, event_id: int, user_id: int) -> Booked | Waitlisted:
-        with self.lock.write(event_id) as tx:
+        def body(tx) -> Booked | Waitlisted:
+            # The conditional UPDATE is also the first touch of the event row,
+            # so in row mode it takes the row lock.
             if store.take_ticket(tx.conn, event_id):
                 # A ticket was free, so nobody waits: only a booking can clash,
                 # and refusing rolls the claimed ticket back.
                 if not store.add_booking(tx.conn, event_id, user_id):
                     raise AlreadyBooked(event_id, user_id)
-                result = Booked(event_id, user_id)
-            else:
-                result = self._join_line(tx, self._event(tx.conn, event_id), user_id)
+                return Booked(event_id, user_id)
+            return self._join_line(tx, self._event(tx, event_id), user_id)
+
+        result = self.lock.run(event_id, body)
         outcome = "booked" if isinstance(result, Booked) else "waitlisted"
         log.info(outcome, extra={"eventId": event_id, "userId": user_id, "outcome": outcome})
         return result
@@ -69,16 +71,16 @@ class BookingService:
         return Waitlisted(event.id, user_id, event.waiting_count + 1)
 
     def cancel(self, event_id: int, user_id: int) -> Cancelled | LeftWaitingList:
-        with self.lock.write(event_id) as tx:
-            event = self._event(tx.conn, event_id)
+        def body(tx) -> Cancelled | LeftWaitingList:
+            event = self._event(tx, event_id)
             if store.delete_booking(tx.conn, event_id, user_id):
-                promoted = self._promote_head(tx, event)
-                result = Cancelled(event_id, user_id, promoted)
-            elif store.leave_waiting_list(tx.conn, event_id, user_id):
+                return Cancelled(event_id, user_id, self._promote_head(tx, event))
+            if store.leave_waiting_list(tx.conn, event_id, user_id):
                 self._after_commit(tx, event, lambda line: line.remove(user_id))
-                result = LeftWaitingList(event_id, user_id)
-            else:
-                raise NothingToCancel(event_id, user_id)
+                return LeftWaitingList(event_id, user_id)
+            raise NothingToCancel(event_id, user_id)
+
+        result = self.lock.run(event_id, body)
         if isinstance(result, Cancelled):
             log.info(
                 "cancelled",
@@ -115,7 +117,7 @@ class BookingService:
 
     def status(self, event_id: int) -> EventState:
         with self.engine.connect() as conn:
-            event = self._event(conn, event_id)
+            event = _existing(store.event(conn, event_id), event_id)
         return EventState(
             event.id,
             event.name,
@@ -127,7 +129,7 @@ class BookingService:
     def user_state(self, event_id: int, user_id: int) -> UserState:
         # One connection, one transaction: the reads share a snapshot.
         with self.engine.connect() as conn:
-            self._event(conn, event_id)
+            _existing(store.event(conn, event_id), event_id)
             if store.has_booking(conn, event_id, user_id):
                 return UserState(event_id, user_id, "booked")
             seq = store.waiting_seq(conn, event_id, user_id)
@@ -138,13 +140,17 @@ class BookingService:
 
     def waiting_list(self, event_id: int) -> list[int]:
         """The line in order, from this process's copy once it is made current."""
-        with self.lock.held(), self.engine.connect() as conn:
-            event = self._event(conn, event_id)
+        with self.lock.held(event_id), self.engine.connect() as conn:
+            event = _existing(store.event(conn, event_id), event_id)
             return list(self.waiting_lists.sync(conn, event).queue)
 
     @staticmethod
-    def _event(conn, event_id: int):
-        event = store.event(conn, event_id)
-        if event is None:
-            raise EventNotFound(event_id)
-        return event
+    def _event(tx, event_id: int):
+        """The event row inside a change; in row mode this read locks it."""
+        return _existing(store.event(tx.conn, event_id, for_update=tx.lock_rows), event_id)
+
+
+def _existing(event, event_id: int):
+    if event is None:
+        raise EventNotFound(event_id)
+    return event

@@ -23,6 +23,7 @@ _SELECT_EVENT = select(
     events.c.waitlist_version,
     events.c.next_waiting_seq,
 ).where(events.c.id == _EVENT)
+_SELECT_EVENT_FOR_UPDATE = _SELECT_EVENT.with_for_update()
 _INSERT_EVENT = insert(events)
 # The WHERE clause makes the claim safe on its own: a ticket is taken only if
 # one is left, whatever lock the caller holds.
@@ -91,8 +92,9 @@ def create_event(conn: Connection, name: str, total_tickets: int) -> int:
     return result.inserted_primary_key[0]
 
 
-def event(conn: Connection, event_id: int) -> Row | None:
-    return conn.execute(_SELECT_EVENT, {"event_id": event_id}).one_or_none()
+def event(conn: Connection, event_id: int, for_update: bool = False) -> Row | None:
+    query = _SELECT_EVENT_FOR_UPDATE if for_update else _SELECT_EVENT
+    return conn.execute(query, {"event_id": event_id}).one_or_none()
 
 
 def take_ticket(conn: Connection, event_id: int) -> bool:

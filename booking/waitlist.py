@@ -13,9 +13,11 @@ and catches up with what other processes or hosts did meanwhile:
   middle: reload the whole list.
 
 Catching up costs the changes made elsewhere, not the length of the list.
-All methods must be called with the process lock held.
+A copy may only be used or changed under its event's lock (the process lock,
+or in row mode the event's stripe); the registry guards itself.
 """
 
+import threading
 from collections import OrderedDict, deque
 
 from sqlalchemy import Connection
@@ -70,11 +72,13 @@ class WaitingLists:
     def __init__(self, capacity: int = 1024):
         self.capacity = capacity
         self._lists: OrderedDict[int, WaitingList] = OrderedDict()
+        self._guard = threading.Lock()
         self.full_loads = 0  # how often a whole list was read; tests and benchmarks watch it
 
     def sync(self, conn: Connection, event) -> WaitingList:
         """The copy for `event` (a row read in this transaction), made current."""
-        line = self._lists.get(event.id)
+        with self._guard:
+            line = self._lists.get(event.id)
         if line is not None and line.version != event.waitlist_version:
             line = self._catch_up(conn, event, line)
         if line is None:
@@ -98,7 +102,8 @@ class WaitingLists:
 
     def changed(self, event_id: int, from_version: int, change) -> None:
         """Apply a committed change to the copy, if the copy was at `from_version`."""
-        line = self._lists.get(event_id)
+        with self._guard:
+            line = self._lists.get(event_id)
         if line is None:
             return
         if line.version != from_version:
@@ -108,7 +113,8 @@ class WaitingLists:
         line.version = from_version + 1
 
     def _keep(self, event_id: int, line: WaitingList) -> None:
-        self._lists[event_id] = line
-        self._lists.move_to_end(event_id)
-        while len(self._lists) > self.capacity:
-            self._lists.popitem(last=False)
+        with self._guard:
+            self._lists[event_id] = line
+            self._lists.move_to_end(event_id)
+            while len(self._lists) > self.capacity:
+                self._lists.popitem(last=False)

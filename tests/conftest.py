@@ -70,10 +70,34 @@ def sqlite_database_url(tmp_path_factory):
     return url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)])
-def database_url(request):
-    fixture = {"sqlite": "sqlite_database_url", "mariadb": "mysql_database_url"}[request.param]
-    return request.getfixturevalue(fixture)
+# Each backend: the database fixture and the booking lock mode (BOOKING_LOCK).
+BACKENDS = {
+    "sqlite": ("sqlite_database_url", "table"),
+    "mariadb": ("mysql_database_url", "table"),
+    "mariadb-row": ("mysql_database_url", "row"),
+}
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+        pytest.param("mariadb-row", marks=pytest.mark.mariadb),
+    ]
+)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def database_url(request, backend):
+    return request.getfixturevalue(BACKENDS[backend][0])
+
+
+@pytest.fixture(params=["table", "row"])
+def lock_mode(request):
+    """For tests that start gunicorn on MariaDB: run them in both lock modes."""
+    return request.param
 
 
 def wipe(url: str) -> None:
@@ -85,9 +109,9 @@ def wipe(url: str) -> None:
 
 
 @pytest.fixture
-def settings(database_url):
+def settings(database_url, backend):
     wipe(database_url)
-    return _settings(database_url)
+    return _settings(database_url, BOOKING_LOCK=BACKENDS[backend][1])
 
 
 @pytest.fixture

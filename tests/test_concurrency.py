@@ -24,9 +24,13 @@ IN_FLIGHT = 64
 WORKERS = 4
 
 
-def server_settings(tmp_path) -> dict:
+def server_settings(tmp_path, lock_mode: str) -> dict:
     # Keep the per-request log lines out of the test output and the repository.
-    return {"LOG_FILE": str(tmp_path / "booking.log"), "LOG_LEVEL": "WARNING"}
+    return {
+        "LOG_FILE": str(tmp_path / "booking.log"),
+        "LOG_LEVEL": "WARNING",
+        "BOOKING_LOCK": lock_mode,
+    }
 
 
 def initialize(url: str, name: str, total: int) -> int:
@@ -64,13 +68,13 @@ def unexpected(storm, allowed) -> list:
     return [(r.call.json, r.kind, r.body or r.error) for r in found]
 
 
-def test_1000_users_race_for_100_tickets(mysql_database_url, tmp_path):
+def test_1000_users_race_for_100_tickets(mysql_database_url, tmp_path, lock_mode):
     wipe(mysql_database_url)
     started = time.perf_counter()
     rng = random.Random(100)
     users = rng.sample(range(1, 1_000_000), 1000)
     with Gunicorn(
-        mysql_database_url, ADMIN_PASSWORD, workers=WORKERS, **server_settings(tmp_path)
+        mysql_database_url, ADMIN_PASSWORD, workers=WORKERS, **server_settings(tmp_path, lock_mode)
     ) as server:
         event_id = initialize(server.url, "Hundred seats", 100)
 
@@ -141,13 +145,15 @@ def test_1000_users_race_for_100_tickets(mysql_database_url, tmp_path):
         assert truth.waiting == line[50:]
 
     print(
-        f"\n[concurrency] 1000 users, 100 tickets, {WORKERS} workers:"
+        f"\n[concurrency, {lock_mode} lock] 1000 users, 100 tickets, {WORKERS} workers:"
         f" book {booking.summary()} | cancel {cancelling.summary()}"
         f" | test wall={time.perf_counter() - started:.2f}s"
     )
 
 
-def test_mixed_storm_of_books_and_cancels_keeps_every_invariant(mysql_database_url, tmp_path):
+def test_mixed_storm_of_books_and_cancels_keeps_every_invariant(
+    mysql_database_url, tmp_path, lock_mode
+):
     wipe(mysql_database_url)
     started = time.perf_counter()
     rng = random.Random(20240601)
@@ -155,7 +161,7 @@ def test_mixed_storm_of_books_and_cancels_keeps_every_invariant(mysql_database_u
     pool = list(range(1, 81))  # 80 users, so repeats and strangers are common
     requests = 4000
     with Gunicorn(
-        mysql_database_url, ADMIN_PASSWORD, workers=WORKERS, **server_settings(tmp_path)
+        mysql_database_url, ADMIN_PASSWORD, workers=WORKERS, **server_settings(tmp_path, lock_mode)
     ) as server:
         event_ids = [initialize(server.url, f"Mixed {total}", total) for total in totals]
         calls = []
@@ -257,7 +263,7 @@ def test_mixed_storm_of_books_and_cancels_keeps_every_invariant(mysql_database_u
         f"{truth[e].total}t:{len(truth[e].booked)}b/{len(truth[e].waiting)}w" for e in event_ids
     )
     print(
-        f"\n[concurrency] mixed storm over {len(totals)} events, {len(pool)} users,"
+        f"\n[concurrency, {lock_mode} lock] mixed storm over {len(totals)} events, {len(pool)} users,"
         f" {WORKERS} workers: {storm.summary()} promotions={promotions}"
         f" final(total:booked/waiting)=[{per_event}]"
         f" | user-state reads {len(views.results)} in {views.wall:.2f}s"

@@ -25,11 +25,16 @@ pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
 ADMIN = basic_auth("admin", ADMIN_PASSWORD)
 
 
-def server(database_url: str, tmp_path: Path, name: str, workers: int) -> Gunicorn:
+def server(database_url: str, tmp_path: Path, name: str, workers: int, lock_mode: str) -> Gunicorn:
     # Keep the per-request log lines out of the test output and the repository.
     log_file = tmp_path / f"{name}.log"
     return Gunicorn(
-        database_url, ADMIN_PASSWORD, workers=workers, LOG_FILE=log_file, LOG_LEVEL="WARNING"
+        database_url,
+        ADMIN_PASSWORD,
+        workers=workers,
+        LOG_FILE=log_file,
+        LOG_LEVEL="WARNING",
+        BOOKING_LOCK=lock_mode,
     )
 
 
@@ -111,12 +116,12 @@ def wait_for_workers(master_pid: int, count: int, gone: set[int], timeout: float
     raise AssertionError(f"gunicorn has workers {worker_pids(master_pid)}, wanted {count} new")
 
 
-def test_the_waiting_list_survives_a_restart(mysql_database_url, tmp_path):
+def test_the_waiting_list_survives_a_restart(mysql_database_url, tmp_path, lock_mode):
     wipe(mysql_database_url)
     started = time.perf_counter()
     users = random.Random(2).sample(range(1, 1_000_000), 32)
     tally = Counter()
-    gunicorn = server(mysql_database_url, tmp_path, "restart", workers=2)
+    gunicorn = server(mysql_database_url, tmp_path, "restart", workers=2, lock_mode=lock_mode)
     with gunicorn, client(gunicorn, tally) as http:
         event_id = initialize(http, "Restart", 2)
         for index, user in enumerate(users):
@@ -158,19 +163,21 @@ def test_the_waiting_list_survives_a_restart(mysql_database_url, tmp_path):
         assert truth.waiting == line[1:]
 
     print(
-        "\n[durability] restart: 2 booked + 30 waiting, SIGTERM (exit 0), new master:"
+        f"\n[durability, {lock_mode} lock] restart: 2 booked + 30 waiting, SIGTERM (exit 0), new master:"
         " line of 30 identical and in order, status identical, cancel promoted the head;"
         f" {tallied(tally)} (test client; invariant check reads not counted)"
         f" wall={time.perf_counter() - started:.2f}s"
     )
 
 
-def test_a_worker_catches_up_with_changes_made_behind_its_back(mysql_database_url, tmp_path):
+def test_a_worker_catches_up_with_changes_made_behind_its_back(
+    mysql_database_url, tmp_path, lock_mode
+):
     wipe(mysql_database_url)
     started = time.perf_counter()
     u = random.Random(3).sample(range(1, 1_000_000), 20)
-    a_server = server(mysql_database_url, tmp_path, "a", workers=1)
-    b_server = server(mysql_database_url, tmp_path, "b", workers=1)
+    a_server = server(mysql_database_url, tmp_path, "a", workers=1, lock_mode=lock_mode)
+    b_server = server(mysql_database_url, tmp_path, "b", workers=1, lock_mode=lock_mode)
     tally = Counter()
     with a_server, b_server, client(a_server, tally) as a, client(b_server, tally) as b:
         event_id = initialize(a, "Two servers", 2)
@@ -217,7 +224,7 @@ def test_a_worker_catches_up_with_changes_made_behind_its_back(mysql_database_ur
         assert status(a, event_id) == status(b, event_id) == truth.status()
 
     print(
-        "\n[durability] behind its back: server A (1 worker, warm copy) and B (1 worker);"
+        f"\n[durability, {lock_mode} lock] behind its back: server A (1 worker, warm copy) and B (1 worker);"
         " 3 rounds of promotions, middle and head leaves, joins via B; A's list,"
         " B's list and the table agreed every time, A's cancel promoted the true head"
         f" {u[4]} (stale head was {u[3]}); {tallied(tally)} (test clients; invariant"
@@ -225,13 +232,15 @@ def test_a_worker_catches_up_with_changes_made_behind_its_back(mysql_database_ur
     )
 
 
-def test_killing_a_worker_mid_storm_loses_no_acknowledged_booking(mysql_database_url, tmp_path):
+def test_killing_a_worker_mid_storm_loses_no_acknowledged_booking(
+    mysql_database_url, tmp_path, lock_mode
+):
     wipe(mysql_database_url)
     started = time.perf_counter()
     rng = random.Random(4)
     users = rng.sample(range(1, 1_000_000), 300)
     kill_after = 100  # answers
-    gunicorn = server(mysql_database_url, tmp_path, "crash", workers=4)
+    gunicorn = server(mysql_database_url, tmp_path, "crash", workers=4, lock_mode=lock_mode)
     with gunicorn, client(gunicorn) as http:
         event_id = initialize(http, "Crash", 50)
         master = gunicorn.process.pid
@@ -281,7 +290,7 @@ def test_killing_a_worker_mid_storm_loses_no_acknowledged_booking(mysql_database
         assert len(booked) + len(waiting) == acknowledged + unanswered_but_kept
 
     print(
-        f"\n[durability] crash: 300 users, 50 tickets, 4 workers, 32 in flight,"
+        f"\n[durability, {lock_mode} lock] crash: 300 users, 50 tickets, 4 workers, 32 in flight,"
         f" SIGKILL worker {killed[0]} after {kill_after} answers: {storm.summary()}"
         f" | failed={len(failed)} ({', '.join(sorted({str(r.kind) for r in failed})) or '-'})"
         f" of which committed anyway={unanswered_but_kept}"
