@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: install run migrate test lint format bench clean
+.PHONY: install run migrate test lint format bench stress clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ format: install
 # A benchmark against real gunicorn + MariaDB on loopback (see bench/__init__.py).
 bench: install
 	$(BIN)/python -m bench
+
+# Fault scenarios (database outage, held locks, killed processes, vanishing clients)
+# against real gunicorn + MariaDB on loopback, larger than the tests (see stress/__init__.py).
+stress: install
+	$(BIN)/python -m stress
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -263,7 +263,8 @@ def test_mixed_storm_of_books_and_cancels_keeps_every_invariant(
         f"{truth[e].total}t:{len(truth[e].booked)}b/{len(truth[e].waiting)}w" for e in event_ids
     )
     print(
-        f"\n[concurrency, {lock_mode} lock] mixed storm over {len(totals)} events, {len(pool)} users,"
+        f"\n[concurrency, {lock_mode} lock] mixed storm over {len(totals)} events,"
+        f" {len(pool)} users,"
         f" {WORKERS} workers: {storm.summary()} promotions={promotions}"
         f" final(total:booked/waiting)=[{per_event}]"
         f" | user-state reads {len(views.results)} in {views.wall:.2f}s"

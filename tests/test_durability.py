@@ -163,7 +163,8 @@ def test_the_waiting_list_survives_a_restart(mysql_database_url, tmp_path, lock_
         assert truth.waiting == line[1:]
 
     print(
-        f"\n[durability, {lock_mode} lock] restart: 2 booked + 30 waiting, SIGTERM (exit 0), new master:"
+        f"\n[durability, {lock_mode} lock] restart: 2 booked + 30 waiting,"
+        " SIGTERM (exit 0), new master:"
         " line of 30 identical and in order, status identical, cancel promoted the head;"
         f" {tallied(tally)} (test client; invariant check reads not counted)"
         f" wall={time.perf_counter() - started:.2f}s"
@@ -224,7 +225,8 @@ def test_a_worker_catches_up_with_changes_made_behind_its_back(
         assert status(a, event_id) == status(b, event_id) == truth.status()
 
     print(
-        f"\n[durability, {lock_mode} lock] behind its back: server A (1 worker, warm copy) and B (1 worker);"
+        f"\n[durability, {lock_mode} lock] behind its back:"
+        " server A (1 worker, warm copy) and B (1 worker);"
         " 3 rounds of promotions, middle and head leaves, joins via B; A's list,"
         " B's list and the table agreed every time, A's cancel promoted the true head"
         f" {u[4]} (stale head was {u[3]}); {tallied(tally)} (test clients; invariant"
