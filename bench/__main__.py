@@ -1,0 +1,306 @@
+"""`python -m bench [--quick]`: set up, run every scenario, report, clean up.
+
+Progress goes to stderr, the table and ratios to stdout, the files to
+bench/results/. Exits 1 if any scenario broke an invariant or had errors.
+"""
+
+import argparse
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from . import direct, load, report, scenarios
+from .api import Api
+from .cpu import CpuMeter
+from .growth import growth as run_growth
+from .profile import Recorder, py_spy, snapshot, summarize
+from .server import DEFAULT_URL, ROOT, Database, Gunicorn
+from .settings import FULL, QUICK
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a scaled-down run (~1 minute)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("WEB_CONCURRENCY", "4")),
+        help="gunicorn workers (WEB_CONCURRENCY; default 4)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=int(os.environ.get("BENCH_CONCURRENCY", "64")),
+        help="requests in flight (BENCH_CONCURRENCY; default 64)",
+    )
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("BENCH_MYSQL_URL", DEFAULT_URL),
+        help="the scratch database, dropped and made anew (BENCH_MYSQL_URL)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="afterwards, run the hot event once more under py-spy and list the hot spots",
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where latest.* go")
+    parser.add_argument("--keep-db", action="store_true", help="do not drop the database")
+    return parser.parse_args(argv)
+
+
+def say(message: str, started: float = time.perf_counter()) -> None:
+    print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def machine(db: Database) -> dict:
+    model = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as meminfo:
+        kib = int(meminfo.readline().split()[1])
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(kib / 2**20, 1),
+        "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "kernel": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "mariadb_version": db.version(),
+        "mariadb": db.variables(
+            "innodb_flush_log_at_trx_commit", "innodb_buffer_pool_size", "sync_binlog", "log_bin"
+        ),
+    }
+
+
+def source_version() -> dict:
+    """Which booking/ code ran: the commit, and whether booking/ differs from it.
+    Read-only (no optional locks): other people may be using git in this tree."""
+    git = ["git", "--no-optional-locks", "-C", str(ROOT)]
+    try:
+        commit = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", "booking"]).returncode
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "booking_changed": None}
+    return {"commit": commit, "booking_changed": changed != 0}
+
+
+def verify_target(db: Database, api: Api) -> int:
+    """The server must write to our database (an instance/config.py could point elsewhere)."""
+    name = f"bench probe {secrets.token_hex(4)}"
+    event_id = api.initialize(name, 1)
+    with db.engine.connect() as conn:
+        found = conn.exec_driver_sql("SELECT name FROM events WHERE id = %s", (event_id,)).scalar()
+    if found != name:
+        raise SystemExit(
+            f"bench: the server did not write to {db.name} (instance/config.py overrides"
+            " DATABASE_URL?); refusing to go on"
+        )
+    return event_id
+
+
+def ratio(name: str, numerator, denominator, target: str | None = None) -> dict:
+    value = round(numerator / denominator, 3) if numerator and denominator else None
+    met = None
+    if target and value is not None:
+        op, bound = target.split()
+        met = value >= float(bound) if op == ">=" else value <= float(bound)
+    return {"name": name, "value": value, "target": target, "met": met}
+
+
+def ratios(rows: dict, growth: dict) -> list[dict]:
+    hot = rows["hot"]["rps"]
+    found = [ratio("hot-event booking / healthz throughput", hot, rows["healthz"]["rps"], ">= 0.5")]
+    for key, row in rows.items():
+        if key.startswith("direct"):
+            found.append(ratio(f"hot-event booking / {row['scenario']}", hot, row["rps"]))
+    small, large = growth["small"], growth["large"]
+    for kind, label, target in (
+        ("cancel", "cancel+promote", "<= 1.5"),
+        ("status", "status", "<= 1.5"),
+        ("rebook", "re-book (join line)", "<= 1.5"),
+    ):
+        for pct in ("p50_ms", "p99_ms"):
+            found.append(
+                ratio(
+                    f"growth {label} {pct[:3]} large/small",
+                    large[kind][pct],
+                    small[kind][pct],
+                    target,
+                )
+            )
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    started = time.perf_counter()
+    scale = replace(QUICK if args.quick else FULL, concurrency=args.concurrency)
+    date = datetime.now().astimezone().isoformat(timespec="seconds")
+    db = Database(args.url)
+    growth_db = db.sibling("_growth")  # the large growth event gets its own table and server
+    password = secrets.token_urlsafe(24)
+    servers: list[Gunicorn] = []
+    meter = CpuMeter(lambda: [server.master_pid for server in servers])
+    rows: dict[str, dict] = {}
+    growth: dict = {}
+    profile: dict | None = None
+    setup: dict = {}
+    try:
+        info = machine(db)
+    except sa.exc.OperationalError as error:
+        where = f"{db.url.host}:{db.url.port or 3306}"
+        raise SystemExit(f"bench: MariaDB at {where} is unreachable: {error.orig}") from None
+    tmp = tempfile.mkdtemp(prefix="booking-bench-")
+    sources = snapshot()  # booking/ as the servers will load it, for the profile
+    source = source_version()
+    try:
+        ctx, growth_ctx = (
+            start_site(database, password, args.workers, tmp, scale, meter, setup, servers)
+            for database in (db, growth_db)
+        )
+        growth_ctx.users = ctx.users  # one supply of distinct user ids
+        rows["healthz"] = scenarios.healthz(ctx)
+        rows["hot"] = scenarios.hot_event(ctx)
+        rows["many"] = scenarios.many_events(ctx)
+        rows["storm"] = scenarios.cancel_storm(ctx)
+        rows["status"] = scenarios.status_reads(ctx, rows["hot"]["event_id"])
+        for kind in ("service", "raw", "commit"):
+            for processes in (1, scale.direct_processes):
+                say(f"direct {kind}: {processes} connection(s)")
+                count = scale.direct_users if kind == "service" else scale.raw_bookings
+                tickets = scale.direct_tickets if kind == "service" else count
+                rows[f"direct {kind} {processes}"] = direct.run(
+                    kind, processes, db.url_string, db.engine, ctx.api, meter,
+                    ctx.new_users(count), tickets,
+                )  # fmt: skip
+        if args.profile:
+            profile = run_profile(ctx, args.output, sources)
+        growth = run_growth(ctx, growth_ctx)
+        for kind in ("cancel", "rebook", "status"):
+            for size in ("small", "large"):
+                rows[f"growth {kind} {size}"] = growth[size][kind]
+    except BaseException:
+        say(f"stopped; gunicorn's logs are in {tmp}")
+        raise
+    finally:
+        for server in servers:
+            server.stop()
+        if not args.keep_db:
+            db.drop()
+            growth_db.drop()
+    ok = all(r["invariants_ok"] is not False and r["errors"] == 0 for r in rows.values())
+    if ok:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        say(f"logs kept in {tmp}")
+    results = {
+        "date": date,
+        "mode": "quick" if args.quick else "full",
+        "total_s": round(time.perf_counter() - started, 1),
+        "ok": ok,
+        "machine": info,
+        "source": source,
+        "config": {
+            "workers": args.workers,
+            "concurrency": scale.concurrency,
+            "growth_concurrency": scale.growth_concurrency,
+            "log_level": "INFO",
+            "rate_limit": "off",
+            "databases": [d.url.render_as_string(hide_password=True) for d in (db, growth_db)],
+            "scale": asdict(scale),
+        },
+        "setup": setup,
+        "rows": list(rows.values()),
+        "ratios": ratios(rows, growth),
+        "growth": growth,
+        "profile": profile,
+    }
+    paths = report.write(results, args.output)
+    print(report.text(results))
+    if profile:
+        print(profile_text(profile))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0 if ok else 1
+
+
+def start_site(database, password, workers, tmp, scale, meter, setup, servers):
+    """A migrated scratch database and a gunicorn on it, warmed up; its scenario context."""
+    say(f"database {database.name}: drop, create, migrate")
+    log_dir = os.path.join(tmp, database.name)
+    os.makedirs(log_dir, exist_ok=True)
+    created = database.create(os.path.join(log_dir, "migrate.log"))
+    setup[f"{database.name}_database_s"] = round(created, 2)
+    server = Gunicorn(database.url_string, password, workers, log_dir)
+    servers.append(server)
+    setup[f"{database.name}_gunicorn_start_s"] = round(server.start(), 2)
+    say(f"gunicorn on {server.url}: master {server.master_pid}, workers {server.worker_pids()}")
+    api = Api(server.url, password)
+    probe = verify_target(database, api)
+    # Every worker serves a few requests of each kind before anything is measured.
+    load.run(server.url, [load.get("/healthz"), scenarios.status(probe)] * 200, scale.concurrency)
+    return scenarios.Context(server.url, api, database.engine, server, scale, meter, say)
+
+
+def run_profile(ctx: scenarios.Context, output: Path, sources: dict) -> dict:
+    if py_spy() is None:
+        say("profile: py-spy is not installed (pip install py-spy); skipped")
+        return {"skipped": "py-spy not installed"}
+    collapsed = Path(tempfile.gettempdir()) / f"booking-bench-profile-{os.getpid()}.txt"
+    recorder = Recorder(ctx.server.master_pid, collapsed)
+    recorder.start()
+    time.sleep(1.0)  # py-spy attaches to every process first
+    try:
+        row = scenarios.hot_event(ctx, name="hot event under py-spy")
+    finally:
+        log = recorder.stop()
+    if not collapsed.exists():
+        return {"skipped": f"py-spy wrote nothing: {log}"}
+    output.mkdir(parents=True, exist_ok=True)
+    kept = output / "latest-profile.txt"
+    shutil.move(collapsed, kept)
+    return {
+        "run": {k: row[k] for k in ("rps", "p50_ms", "p99_ms")},
+        "stacks": str(kept),
+        **summarize(kept, sources),
+    }
+
+
+def profile_text(profile: dict) -> str:
+    if "skipped" in profile:
+        return f"profile: {profile['skipped']}"
+    lines = [
+        f"\nprofile (py-spy, hot event again: {profile['run']['rps']:.0f} req/s while sampled;"
+        f" {profile['samples']} samples of {profile['workers']} workers' wall time, idle and"
+        " waiting included):"
+    ]
+    lines.append("  where the time went:")
+    lines.extend(f"    {r['pct']:5.1f}%  {r['phase']}" for r in profile["phases"])
+    for title, key in (
+        ("own time", "top_own"),
+        ("inclusive, booking/", "booking_inclusive"),
+        ("inclusive, all", "top_inclusive"),
+    ):
+        lines.append(f"  top by {title}:")
+        lines.extend(f"    {r['pct']:5.1f}%  {r['function']}" for r in profile[key])
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

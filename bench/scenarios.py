@@ -1,0 +1,234 @@
+"""The scenarios, each measured through HTTP against the real gunicorn, then checked.
+
+Each returns rows for the table: a dict with the scenario's name, requests,
+req/s, latency percentiles, errors (answers with an unexpected status, and
+transport failures), whether the invariants held (None where nothing changes),
+the CPU shares, and details for the JSON.
+"""
+
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from . import load, seed
+from .api import Api
+from .checks import Checked, check
+from .cpu import CpuMeter
+from .load import Request, Run
+from .server import Gunicorn
+from .settings import Scale
+from .stats import summarize
+
+BOOK = "/api/events/book"
+CANCEL = "/api/events/cancel"
+
+
+@dataclass
+class Context:
+    base_url: str
+    api: Api
+    engine: sa.Engine
+    server: Gunicorn
+    scale: Scale
+    meter: CpuMeter
+    say: Callable[[str], None] = print
+    users: Iterable[int] = field(default_factory=lambda: itertools.count(1))
+
+    def new_users(self, count: int) -> list[int]:
+        return list(itertools.islice(self.users, count))
+
+
+def book(event_id: int, user_id: int) -> Request:
+    return load.post(BOOK, {"userId": user_id, "eventId": event_id}, tag=("book", user_id))
+
+
+def cancel(event_id: int, user_id: int) -> Request:
+    return load.post(CANCEL, {"userId": user_id, "eventId": event_id}, tag=("cancel", user_id))
+
+
+def status(event_id: int) -> Request:
+    return load.get(f"/api/events/status/{event_id}", tag=("status", event_id))
+
+
+def measure(
+    ctx: Context, work: Sequence[Request | tuple[Request, ...]], concurrency: int
+) -> tuple[Run, dict]:
+    before = ctx.meter.sample()
+    run = load.run(ctx.base_url, work, concurrency)
+    return run, ctx.meter.shares(before, ctx.meter.sample())
+
+
+def row(name: str, summary: dict, cpu: dict, checked: Checked | None, **details) -> dict:
+    return {
+        "scenario": name,
+        **summary,
+        "invariants_ok": None if checked is None else checked.ok,
+        "problems": [] if checked is None else checked.problems[:20],
+        "cpu": cpu,
+        **details,
+    }
+
+
+def _outcomes(run: Run) -> tuple[list[int], dict[int, int]]:
+    """(booked user ids, {waitlisted user id: position}) from book answers."""
+    booked, waitlisted = [], {}
+    for response in run.responses:
+        body = response.body
+        if response.status != 201 or not isinstance(body, dict):
+            continue
+        if body.get("status") == "booked":
+            booked.append(body["userId"])
+        elif body.get("status") == "waitlisted":
+            waitlisted[body["userId"]] = body["position"]
+    return booked, waitlisted
+
+
+def _booked_users(ctx: Context, event_id: int) -> set[int]:
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT user_id FROM bookings WHERE event_id = :e"), {"e": event_id}
+        )
+        return {user_id for (user_id,) in rows}
+
+
+def _waiting_users(ctx: Context, event_id: int) -> list[int]:
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT user_id FROM waiting_list_entries WHERE event_id = :e ORDER BY seq"),
+            {"e": event_id},
+        )
+        return [user_id for (user_id,) in rows]
+
+
+def _check_line(checked: Checked, event_id: int, booked: list[int], waitlisted: dict, ctx) -> None:
+    """Answers agree with each other, with the API's waiting list and with the rows."""
+    tickets = checked.events[event_id].total if event_id in checked.events else None
+    checked.expect(
+        len(booked) == min(tickets or 0, len(booked) + len(waitlisted)),
+        f"event {event_id}: {len(booked)} booked answers for {tickets} tickets",
+    )
+    positions = sorted(waitlisted.values())
+    checked.expect(
+        positions == list(range(1, len(waitlisted) + 1)),
+        f"event {event_id}: waitlisted positions are not a permutation of 1..{len(waitlisted)}",
+    )
+    line = ctx.api.waiting_list(event_id)
+    checked.expect(
+        line == sorted(waitlisted, key=waitlisted.get),
+        f"event {event_id}: the API's waiting list is not the answers' positions in order",
+    )
+    checked.expect(
+        _booked_users(ctx, event_id) == set(booked),
+        f"event {event_id}: booked rows are not the users answered 'booked'",
+    )
+
+
+def healthz(ctx: Context) -> dict:
+    """The HTTP stack alone: the same gunicorn answering GET /healthz."""
+    ctx.say(
+        f"healthz: {ctx.scale.healthz_requests} GET /healthz, {ctx.scale.concurrency} in flight"
+    )
+    work = [load.get("/healthz")] * ctx.scale.healthz_requests
+    run, cpu = measure(ctx, work, ctx.scale.concurrency)
+    return row("healthz (HTTP ceiling)", summarize(run.responses, run.wall, {200}), cpu, None)
+
+
+def hot_event(ctx: Context, name: str = "hot event") -> dict:
+    s = ctx.scale
+    event_id = ctx.api.initialize("bench hot event", s.hot_tickets)
+    users = ctx.new_users(s.hot_users)
+    ctx.say(
+        f"{name}: {len(users)} users book event {event_id} ({s.hot_tickets} tickets),"
+        f" {s.concurrency} in flight"
+    )
+    run, cpu = measure(ctx, [book(event_id, u) for u in users], s.concurrency)
+    checked = check(ctx.engine, ctx.api, [event_id])
+    booked, waitlisted = _outcomes(run)
+    checked.expect(len(booked) == s.hot_tickets, f"{len(booked)} booked, not {s.hot_tickets}")
+    checked.expect(
+        len(waitlisted) == s.hot_users - s.hot_tickets,
+        f"{len(waitlisted)} waitlisted, not {s.hot_users - s.hot_tickets}",
+    )
+    _check_line(checked, event_id, booked, waitlisted, ctx)
+    outcome = {"booked": len(booked), "waitlisted": len(waitlisted)}
+    summary = summarize(run.responses, run.wall, {201})
+    return row(name, summary, cpu, checked, event_id=event_id, outcome=outcome)
+
+
+def many_events(ctx: Context) -> dict:
+    s = ctx.scale
+    event_ids = [
+        ctx.api.initialize(f"bench event {i}", s.many_tickets) for i in range(s.many_events)
+    ]
+    users = ctx.new_users(s.hot_users)
+    ctx.say(
+        f"many events: {len(users)} bookings over {len(event_ids)} events"
+        f" ({s.many_tickets} tickets each), {s.concurrency} in flight"
+    )
+    work = [book(event_ids[i % len(event_ids)], u) for i, u in enumerate(users)]
+    run, cpu = measure(ctx, work, s.concurrency)
+    checked = check(ctx.engine, ctx.api, event_ids)
+    per_event: dict[int, Run] = {e: Run([], 0, 0) for e in event_ids}
+    for response in run.responses:
+        per_event[response.request.body["eventId"]].responses.append(response)
+    for event_id, part in per_event.items():
+        booked, waitlisted = _outcomes(part)
+        _check_line(checked, event_id, booked, waitlisted, ctx)
+    booked_total = sum(row.booked for row in checked.events.values())
+    outcome = {"events": len(event_ids), "booked": booked_total}
+    return row(
+        "many events", summarize(run.responses, run.wall, {201}), cpu, checked, outcome=outcome
+    )
+
+
+def cancel_storm(ctx: Context) -> dict:
+    s = ctx.scale
+    holders = ctx.new_users(s.storm_tickets)
+    line = ctx.new_users(s.storm_waiting)
+    event = seed.seed_event(
+        ctx.engine,
+        "bench cancel storm",
+        booked=range(holders[0], holders[-1] + 1),
+        waiting=range(line[0], line[-1] + 1),
+    )
+    ctx.say(
+        f"cancel storm: {len(holders)} holders cancel on event {event.event_id}"
+        f" ({len(line)} waiting), {s.concurrency} in flight"
+    )
+    run, cpu = measure(ctx, [cancel(event.event_id, u) for u in holders], s.concurrency)
+    checked = check(ctx.engine, ctx.api, [event.event_id])
+    promoted = [
+        r.body.get("promotedUserId")
+        for r in run.responses
+        if r.status == 200 and isinstance(r.body, dict) and r.body.get("status") == "cancelled"
+    ]
+    checked.expect(len(promoted) == len(holders), f"{len(promoted)} cancelled of {len(holders)}")
+    checked.expect(None not in promoted, "a cancellation promoted nobody")
+    checked.expect(len(set(promoted)) == len(promoted), "a user was promoted twice")
+    checked.expect(
+        set(promoted) == set(line[: len(holders)]),
+        f"the promoted users are not the first {len(holders)} in line",
+    )
+    checked.expect(
+        ctx.api.waiting_list(event.event_id) == line[len(holders) :],
+        "the waiting list is not the rest of the line in order",
+    )
+    checked.expect(
+        _booked_users(ctx, event.event_id) == set(line[: len(holders)]),
+        "the ticket holders are not the promoted users",
+    )
+    summary = summarize(run.responses, run.wall, {200})
+    return row("cancel storm", summary, cpu, checked, promoted=len(promoted))
+
+
+def status_reads(ctx: Context, event_id: int) -> dict:
+    s = ctx.scale
+    expected = ctx.api.status(event_id)
+    ctx.say(f"status reads: {s.status_requests} GET status, {s.concurrency} in flight")
+    run, cpu = measure(ctx, [status(event_id)] * s.status_requests, s.concurrency)
+    checked = Checked()
+    wrong = sum(1 for r in run.responses if r.status == 200 and r.body != expected)
+    checked.expect(wrong == 0, f"{wrong} status answers differ from {expected}")
+    return row("status reads", summarize(run.responses, run.wall, {200}), cpu, checked)

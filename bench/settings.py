@@ -1,0 +1,50 @@
+"""How big a run is: the full benchmark, and a quick one for development."""
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Scale:
+    concurrency: int = 64  # requests in flight for the throughput scenarios
+    healthz_requests: int = 10_000
+    hot_users: int = 5_000  # hot event: this many distinct users book one event
+    hot_tickets: int = 1_000
+    many_events: int = 100  # many events: the same bookings spread over this many events
+    many_tickets: int = 10  # tickets per event
+    storm_tickets: int = 500  # cancel storm: every ticket holder cancels
+    storm_waiting: int = 3_000
+    status_requests: int = 10_000
+    # Growth: (bookings in the bookings table, people waiting) small, then large.
+    growth_small: tuple[int, int] = (1_000, 100)
+    growth_large: tuple[int, int] = (1_000_000, 100_000)
+    growth_cycles: int = 200  # cancel (promotes the head) + re-book (joins the tail)
+    growth_status: int = 2_000
+    growth_concurrency: int = 8
+    growth_warmup_batch: int = 16  # warm-up chains per round, until every worker loaded the list
+    growth_warmup_rounds: int = 12
+    direct_processes: int = 8
+    # Direct BookingService.book: the hot event's shape (a fifth booked, the rest waitlisted).
+    direct_users: int = 2_500
+    direct_tickets: int = 500
+    raw_bookings: int = 2_000  # per raw-SQL and per INSERT+COMMIT run
+
+
+FULL = Scale()
+
+QUICK = replace(
+    FULL,
+    healthz_requests=2_000,
+    hot_users=1_000,
+    hot_tickets=200,
+    many_events=20,
+    storm_tickets=100,
+    storm_waiting=600,
+    status_requests=2_000,
+    growth_large=(100_000, 10_000),
+    growth_cycles=60,
+    growth_status=400,
+    growth_warmup_rounds=8,
+    direct_users=1_000,
+    direct_tickets=200,
+    raw_bookings=600,
+)
