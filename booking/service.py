@@ -44,15 +44,20 @@ class BookingService:
 
     def book(self, event_id: int, user_id: int) -> Booked | Waitlisted:
         def body(tx) -> Booked | Waitlisted:
-            # The conditional UPDATE is also the first touch of the event row,
-            # so in row mode it takes the row lock.
-            if store.take_ticket(tx.conn, event_id):
-                # A ticket was free, so nobody waits: only a booking can clash,
-                # and refusing rolls the claimed ticket back.
-                if not store.add_booking(tx.conn, event_id, user_id):
-                    raise AlreadyBooked(event_id, user_id)
+            event = _existing(
+                store.event_for_booking(tx.conn, event_id, user_id, for_update=tx.lock_rows),
+                event_id,
+            )
+            if event.user_booked:
+                raise AlreadyBooked(event_id, user_id)
+            if event.available_tickets > 0:
+                # A free ticket means nobody waits. The claim re-checks it in
+                # its WHERE clause and must take exactly one row.
+                if not store.take_ticket(tx.conn, event_id):
+                    raise RuntimeError(f"event {event_id} changed under the booking lock")
+                store.add_booking(tx.conn, event_id, user_id)
                 return Booked(event_id, user_id)
-            return self._join_line(tx, self._event(tx, event_id), user_id)
+            return self._join_line(tx, event, user_id)
 
         result = self.lock.run(event_id, body)
         outcome = "booked" if isinstance(result, Booked) else "waitlisted"
@@ -60,13 +65,12 @@ class BookingService:
         return result
 
     def _join_line(self, tx, event, user_id: int) -> Waitlisted:
-        if store.has_booking(tx.conn, event.id, user_id):
-            raise AlreadyBooked(event.id, user_id)
-        line = self.waiting_lists.sync(tx.conn, event)
-        if user_id in line:
-            raise AlreadyWaiting(event.id, user_id, line.position(user_id))
+        # The unique key on (event, user) says whether the user already waits;
+        # the in-memory copy is not needed to join, only kept in step.
         seq = event.next_waiting_seq
-        store.join_waiting_list(tx.conn, event.id, user_id, seq)
+        if not store.join_waiting_list(tx.conn, event.id, user_id, seq):
+            position = store.position(tx.conn, event.id, user_id)
+            raise AlreadyWaiting(event.id, user_id, position)
         self._after_commit(tx, event, lambda line: line.append(user_id, seq))
         return Waitlisted(event.id, user_id, event.waiting_count + 1)
 
@@ -129,14 +133,13 @@ class BookingService:
     def user_state(self, event_id: int, user_id: int) -> UserState:
         # One connection, one transaction: the reads share a snapshot.
         with self.engine.connect() as conn:
-            _existing(store.event(conn, event_id), event_id)
-            if store.has_booking(conn, event_id, user_id):
+            event = _existing(store.event_for_booking(conn, event_id, user_id), event_id)
+            if event.user_booked:
                 return UserState(event_id, user_id, "booked")
-            seq = store.waiting_seq(conn, event_id, user_id)
-            if seq is None:
-                return UserState(event_id, user_id, "none")
-            ahead = store.waiting_ahead(conn, event_id, seq)
-        return UserState(event_id, user_id, "waitlisted", ahead + 1)
+            position = store.position(conn, event_id, user_id)
+        if position is None:
+            return UserState(event_id, user_id, "none")
+        return UserState(event_id, user_id, "waitlisted", position)
 
     def waiting_list(self, event_id: int) -> list[int]:
         """The line in order, from this process's copy once it is made current."""

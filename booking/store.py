@@ -24,6 +24,11 @@ _SELECT_EVENT = select(
     events.c.next_waiting_seq,
 ).where(events.c.id == _EVENT)
 _SELECT_EVENT_FOR_UPDATE = _SELECT_EVENT.with_for_update()
+# The event and whether this user already holds a ticket, in one round trip.
+_SELECT_EVENT_FOR_BOOKING = _SELECT_EVENT.add_columns(
+    exists().where(bookings.c.event_id == _EVENT, bookings.c.user_id == _USER).label("user_booked")
+)
+_SELECT_EVENT_FOR_BOOKING_FOR_UPDATE = _SELECT_EVENT_FOR_BOOKING.with_for_update(of=events)
 _INSERT_EVENT = insert(events)
 # The WHERE clause makes the claim safe on its own: a ticket is taken only if
 # one is left, whatever lock the caller holds.
@@ -97,6 +102,14 @@ def event(conn: Connection, event_id: int, for_update: bool = False) -> Row | No
     return conn.execute(query, {"event_id": event_id}).one_or_none()
 
 
+def event_for_booking(
+    conn: Connection, event_id: int, user_id: int, for_update: bool = False
+) -> Row | None:
+    """The event row plus `user_booked`; in row mode the read locks the event row."""
+    query = _SELECT_EVENT_FOR_BOOKING_FOR_UPDATE if for_update else _SELECT_EVENT_FOR_BOOKING
+    return conn.execute(query, {"event_id": event_id, "user_id": user_id}).one_or_none()
+
+
 def take_ticket(conn: Connection, event_id: int) -> bool:
     """Claim one ticket; False when none is left (or no such event)."""
     return conn.execute(_TAKE_TICKET, {"event_id": event_id}).rowcount == 1
@@ -115,18 +128,19 @@ def add_booking(conn: Connection, event_id: int, user_id: int) -> bool:
     return True
 
 
-def has_booking(conn: Connection, event_id: int, user_id: int) -> bool:
-    return conn.execute(_HAS_BOOKING, {"event_id": event_id, "user_id": user_id}).scalar_one()
-
-
 def delete_booking(conn: Connection, event_id: int, user_id: int) -> bool:
     result = conn.execute(_DELETE_BOOKING, {"event_id": event_id, "user_id": user_id})
     return result.rowcount == 1
 
 
-def join_waiting_list(conn: Connection, event_id: int, user_id: int, seq: int) -> None:
-    conn.execute(_INSERT_WAITING, {"event_id": event_id, "user_id": user_id, "seq": seq})
+def join_waiting_list(conn: Connection, event_id: int, user_id: int, seq: int) -> bool:
+    """Append the user at `seq`; False when already in line (the unique key says so)."""
+    try:
+        conn.execute(_INSERT_WAITING, {"event_id": event_id, "user_id": user_id, "seq": seq})
+    except IntegrityError:
+        return False
     conn.execute(_JOINED_LINE, {"event_id": event_id, "next_seq": seq + 1})
+    return True
 
 
 def leave_waiting_list(conn: Connection, event_id: int, user_id: int) -> bool:
@@ -148,11 +162,11 @@ def head_seq(conn: Connection, event_id: int) -> int | None:
     return conn.execute(_HEAD_SEQ, {"event_id": event_id}).scalar_one_or_none()
 
 
-def waiting_seq(conn: Connection, event_id: int, user_id: int) -> int | None:
-    query = _WAITING_SEQ
-    return conn.execute(query, {"event_id": event_id, "user_id": user_id}).scalar_one_or_none()
-
-
-def waiting_ahead(conn: Connection, event_id: int, seq: int) -> int:
-    """How many wait in front of `seq`: an index range scan over those only."""
-    return conn.execute(_WAITING_AHEAD, {"event_id": event_id, "seq": seq}).scalar_one()
+def position(conn: Connection, event_id: int, user_id: int) -> int | None:
+    """The user's 1-based place in line, or None: counts only those ahead (an index range)."""
+    seq = conn.execute(
+        _WAITING_SEQ, {"event_id": event_id, "user_id": user_id}
+    ).scalar_one_or_none()
+    if seq is None:
+        return None
+    return conn.execute(_WAITING_AHEAD, {"event_id": event_id, "seq": seq}).scalar_one() + 1

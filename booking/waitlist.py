@@ -39,14 +39,8 @@ class WaitingList:
     def __len__(self) -> int:
         return len(self.queue)
 
-    def __contains__(self, user_id: int) -> bool:
-        return user_id in self.seqs
-
     def head(self) -> int | None:
         return self.queue[0] if self.queue else None
-
-    def position(self, user_id: int) -> int:
-        return self.queue.index(user_id) + 1
 
     def append(self, user_id: int, seq: int) -> None:
         self.queue.append(user_id)
