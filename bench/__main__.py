@@ -127,6 +127,20 @@ def ratio(name: str, numerator, denominator, target: str | None = None) -> dict:
 def ratios(rows: dict, growth: dict) -> list[dict]:
     hot = rows["hot"]["rps"]
     found = [ratio("hot-event booking / healthz throughput", hot, rows["healthz"]["rps"], ">= 0.5")]
+    if "hot row" in rows:
+        found.append(
+            ratio(
+                "hot-event booking, row lock / healthz",
+                rows["hot row"]["rps"],
+                rows["healthz"]["rps"],
+            )
+        )
+        found.append(ratio("hot event: row lock / table lock", rows["hot row"]["rps"], hot))
+        found.append(
+            ratio(
+                "many events: row lock / table lock", rows["many row"]["rps"], rows["many"]["rps"]
+            )
+        )
     for key, row in rows.items():
         if key.startswith("direct"):
             found.append(ratio(f"hot-event booking / {row['scenario']}", hot, row["rps"]))
@@ -155,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     date = datetime.now().astimezone().isoformat(timespec="seconds")
     db = Database(args.url)
     growth_db = db.sibling("_growth")  # the large growth event gets its own table and server
+    row_db = db.sibling("_row")  # the same scenarios again with BOOKING_LOCK=row
     password = secrets.token_urlsafe(24)
     servers: list[Gunicorn] = []
     meter = CpuMeter(lambda: [server.master_pid for server in servers])
@@ -181,6 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         rows["many"] = scenarios.many_events(ctx)
         rows["storm"] = scenarios.cancel_storm(ctx)
         rows["status"] = scenarios.status_reads(ctx, rows["hot"]["event_id"])
+        row_ctx = start_site(
+            row_db, password, args.workers, tmp, scale, meter, setup, servers, lock_mode="row"
+        )
+        row_ctx.users = ctx.users
+        rows["hot row"] = scenarios.hot_event(row_ctx, name="hot event, row lock")
+        rows["many row"] = scenarios.many_events(row_ctx, name="many events, row lock")
         for kind in ("service", "raw", "commit"):
             for processes in (1, scale.direct_processes):
                 say(f"direct {kind}: {processes} connection(s)")
@@ -203,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers:
             server.stop()
         if not args.keep_db:
-            db.drop()
-            growth_db.drop()
+            for database in (db, growth_db, row_db):
+                database.drop()
     ok = all(r["invariants_ok"] is not False and r["errors"] == 0 for r in rows.values())
     if ok:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -240,14 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if ok else 1
 
 
-def start_site(database, password, workers, tmp, scale, meter, setup, servers):
+def start_site(database, password, workers, tmp, scale, meter, setup, servers, lock_mode="table"):
     """A migrated scratch database and a gunicorn on it, warmed up; its scenario context."""
     say(f"database {database.name}: drop, create, migrate")
     log_dir = os.path.join(tmp, database.name)
     os.makedirs(log_dir, exist_ok=True)
     created = database.create(os.path.join(log_dir, "migrate.log"))
     setup[f"{database.name}_database_s"] = round(created, 2)
-    server = Gunicorn(database.url_string, password, workers, log_dir)
+    server = Gunicorn(database.url_string, password, workers, log_dir, lock_mode)
     servers.append(server)
     setup[f"{database.name}_gunicorn_start_s"] = round(server.start(), 2)
     say(f"gunicorn on {server.url}: master {server.master_pid}, workers {server.worker_pids()}")

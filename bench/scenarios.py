@@ -157,7 +157,7 @@ def hot_event(ctx: Context, name: str = "hot event") -> dict:
     return row(name, summary, cpu, checked, event_id=event_id, outcome=outcome)
 
 
-def many_events(ctx: Context) -> dict:
+def many_events(ctx: Context, name: str = "many events") -> dict:
     s = ctx.scale
     event_ids = [
         ctx.api.initialize(f"bench event {i}", s.many_tickets) for i in range(s.many_events)
@@ -178,9 +178,7 @@ def many_events(ctx: Context) -> dict:
         _check_line(checked, event_id, booked, waitlisted, ctx)
     booked_total = sum(row.booked for row in checked.events.values())
     outcome = {"events": len(event_ids), "booked": booked_total}
-    return row(
-        "many events", summarize(run.responses, run.wall, {201}), cpu, checked, outcome=outcome
-    )
+    return row(name, summarize(run.responses, run.wall, {201}), cpu, checked, outcome=outcome)
 
 
 def cancel_storm(ctx: Context) -> dict:

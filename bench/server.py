@@ -99,7 +99,14 @@ class Database:
 class Gunicorn:
     """gunicorn as an operator runs it, bound to a free loopback port."""
 
-    def __init__(self, database_url: str, admin_password: str, workers: int, log_dir: str):
+    def __init__(
+        self,
+        database_url: str,
+        admin_password: str,
+        workers: int,
+        log_dir: str,
+        lock_mode: str = "table",
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_file = os.path.join(log_dir, "booking.log")
@@ -115,6 +122,7 @@ class Gunicorn:
             "LOG_LEVEL": "INFO",  # as in production: one JSON line per request and per outcome
             "WEB_CONCURRENCY": str(workers),
             "GUNICORN_BIND": f"127.0.0.1:{self.port}",
+            "BOOKING_LOCK": lock_mode,
         }
         self.env.pop("GUNICORN_ACCESS_LOG", None)
         self.process: subprocess.Popen | None = None
