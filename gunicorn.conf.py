@@ -1,7 +1,7 @@
 """gunicorn settings, from the environment.
 
 PORT (3000), WEB_CONCURRENCY (worker processes, 2), GUNICORN_THREADS (1),
-GUNICORN_TIMEOUT (30 s), GUNICORN_GRACEFUL_TIMEOUT (20 s), GUNICORN_ACCESS_LOG
+GUNICORN_TIMEOUT (60 s), GUNICORN_GRACEFUL_TIMEOUT (20 s), GUNICORN_ACCESS_LOG
 (off; "-" for stdout or a path: JSON lines like the app's own request log).
 """
 
@@ -10,9 +10,11 @@ import os
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '3000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
-# A worker silent this long is killed and replaced; requests wait at most
-# LOCK_TIMEOUT for a lock, so this only catches real hangs.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+# A worker silent this long is killed and replaced. It must exceed the worst
+# case the app bounds itself: with a silent database, the pool's ping and the
+# reconnect each wait PyMySQL's read timeout (3 x LOCK_TIMEOUT + 5 s = 20 s by
+# default) before the request turns into a 503.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 # On SIGTERM, finish in-flight requests for up to this long before exiting.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = 5

@@ -69,7 +69,12 @@ class Parser(FlaskParser):
     def _raw_load_json(self, req):
         if not is_json_request(req):
             return missing
-        return strict_json(req.get_data(cache=True))
+        body = req.get_data(cache=True)
+        if req.content_length is not None and len(body) != req.content_length:
+            # gunicorn hands over what came before the client hung up; a cut body
+            # may still parse (a complete object) but was not what was sent.
+            raise BadRequest("The body is shorter than its Content-Length.")
+        return strict_json(body)
 
 
 class Blueprint(SmorestBlueprint):

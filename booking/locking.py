@@ -113,11 +113,14 @@ class TableLock(BookingLock):
             raise
         finally:
             # ROLLBACK does not release table locks, and the pool only rolls
-            # back: without this the next borrower would inherit the tables.
-            try:
-                conn.exec_driver_sql("UNLOCK TABLES")
-            except DBAPIError:
-                conn.invalidate()
+            # back: without this the next borrower would inherit the tables. A
+            # lost connection is never pooled and its locks died with its
+            # session: UNLOCK TABLES would only open a new connection to say so.
+            if not conn.invalidated:
+                try:
+                    conn.exec_driver_sql("UNLOCK TABLES")
+                except DBAPIError:
+                    conn.invalidate()
 
 
 class RowLock(BookingLock):

@@ -69,3 +69,31 @@ class Gunicorn:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def worker_pids(master_pid: int) -> set[int]:
+    """The gunicorn master's child processes: its workers."""
+    found = set()
+    for children in Path(f"/proc/{master_pid}/task").glob("*/children"):
+        found.update(int(pid) for pid in children.read_text().split())
+    if found:
+        return found
+    # Kernels without CONFIG_PROC_CHILDREN: read each process's parent from /proc.
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == master_pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def wait_for_workers(master_pid: int, count: int, gone: set[int], timeout: float = 30) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = worker_pids(master_pid)
+        if len(pids) == count and not pids & gone:
+            return pids
+        time.sleep(0.1)
+    raise AssertionError(f"gunicorn has workers {worker_pids(master_pid)}, wanted {count} new")

@@ -17,7 +17,7 @@ import pytest
 
 from .conftest import ADMIN_PASSWORD, basic_auth, wipe
 from .invariants import check_invariants, read_truth
-from .servers import Gunicorn
+from .servers import Gunicorn, wait_for_workers, worker_pids
 from .storm import Call, run_storm
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
@@ -86,34 +86,6 @@ def waiting_list(http: httpx.Client, event_id: int) -> list[int]:
 
 def db_waiting_list(database_url: str, event_id: int) -> list[int]:
     return read_truth(database_url)[0][event_id].waiting
-
-
-def worker_pids(master_pid: int) -> set[int]:
-    """The gunicorn master's child processes: its workers."""
-    found = set()
-    for children in Path(f"/proc/{master_pid}/task").glob("*/children"):
-        found.update(int(pid) for pid in children.read_text().split())
-    if found:
-        return found
-    # Kernels without CONFIG_PROC_CHILDREN: read each process's parent from /proc.
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == master_pid:
-            found.add(int(stat.parent.name))
-    return found
-
-
-def wait_for_workers(master_pid: int, count: int, gone: set[int], timeout: float = 30) -> set[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pids = worker_pids(master_pid)
-        if len(pids) == count and not pids & gone:
-            return pids
-        time.sleep(0.1)
-    raise AssertionError(f"gunicorn has workers {worker_pids(master_pid)}, wanted {count} new")
 
 
 def test_the_waiting_list_survives_a_restart(mysql_database_url, tmp_path, lock_mode):

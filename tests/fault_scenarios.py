@@ -1,0 +1,761 @@
+"""The fault scenarios, sized by their arguments: tests/test_faults.py runs them small
+and asserts, `python -m stress` runs them large and tabulates.
+
+Each scenario starts its own gunicorn (and proxy), drives real traffic into a
+fault, and returns a `Report`: what was sent and answered, every broken promise
+(`violations`, `invariant_violations`), how long recovery took, and the figures
+that describe the run. A scenario does not assert; the caller decides. The caller
+wipes the database first: the invariant checks read every event in it.
+"""
+
+import itertools
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from .conftest import basic_auth
+from .faults import (
+    RAW_KINDS,
+    Answer,
+    ReadyzProbe,
+    TcpProxy,
+    book_call,
+    busy_workers,
+    event_row_locked,
+    is_unavailable,
+    kill_leftovers,
+    lingering_locks,
+    paced_storm,
+    processes_listening_on,
+    raw_post,
+    raw_post_half_close,
+    start_time,
+    tables_locked,
+    wait_until_ready,
+)
+from .invariants import EventTruth, InvariantViolation, check_invariants, read_truth
+from .servers import Gunicorn, wait_for_workers, worker_pids
+from .storm import TRANSPORT_ERROR, Result
+
+ALREADY = ("urn:booking:problem:already-booked", "urn:booking:problem:already-waiting")
+
+
+@dataclass
+class Report:
+    scenario: str
+    requests: int = 0  # HTTP requests whose answers were read (storms, retries, checks)
+    acknowledged: int = 0  # ... answered 2xx
+    errors: Counter = field(default_factory=Counter)  # ... the others, by status ("transport")
+    violations: list[str] = field(default_factory=list)  # broken promises, invariants aside
+    invariant_violations: list[str] = field(default_factory=list)
+    recovery: float | None = None  # seconds; what it measures is in `recovery_of`
+    recovery_of: str = ""
+    figures: dict = field(default_factory=dict)  # what happened, in words, for the output
+    data: dict = field(default_factory=dict)  # the same, as values for a test's asserts
+
+    def count(self, results: Iterable[Result]) -> None:
+        for result in results:
+            self.requests += 1
+            if result.status is not None and 200 <= result.status < 300:
+                self.acknowledged += 1
+            else:
+                self.errors["transport" if result.status is None else result.status] += 1
+
+    def violated(self, message: str) -> None:
+        self.violations.append(message)
+
+    def check_invariants(self, database_url: str, api_url: str, admin: dict) -> dict:
+        try:
+            return check_invariants(database_url, api_url, admin, waiting_list_reads=8)
+        except InvariantViolation as error:
+            self.invariant_violations.extend(str(error).splitlines()[1:])
+            return read_truth(database_url)[0]
+
+    def summary(self) -> str:
+        errors = ", ".join(f"{k}: {v}" for k, v in sorted(self.errors.items(), key=str))
+        recovery = (
+            f"{self.recovery:.2f}s ({self.recovery_of})" if self.recovery is not None else "-"
+        )
+        return (
+            f"[{self.scenario}] requests={self.requests} 2xx={self.acknowledged}"
+            f" errors={{{errors}}} invariant_violations={len(self.invariant_violations)}"
+            f" violations={len(self.violations)} recovery={recovery}"
+        )
+
+    def details(self) -> str:
+        lines = [self.summary()]
+        lines += [f"    {key}: {value}" for key, value in self.figures.items()]
+        lines += [f"    INVARIANT: {v}" for v in self.invariant_violations]
+        lines += [f"    VIOLATION: {v}" for v in self.violations]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Shared steps
+
+
+def start_server(database_url: str, admin_password: str, workdir: Path, name: str, **env):
+    env.setdefault("LOG_LEVEL", "ERROR")  # 503s log warnings; keep the output readable
+    env.setdefault("BOOKING_LOCK", "table")
+    log_file = Path(workdir) / f"{name}.log"
+    return Gunicorn(database_url, admin_password, LOG_FILE=log_file, **env).start()
+
+
+def logged_errors(report: Report, gunicorn: Gunicorn) -> None:
+    """The service logs an ERROR for each 500 and each constraint the rules let through."""
+    try:
+        lines = Path(gunicorn.env["LOG_FILE"]).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    errors = [line for line in lines if '"level": "ERROR"' in line]
+    if errors:
+        report.violated(f"the service logged {len(errors)} ERROR line(s), first: {errors[0][:300]}")
+
+
+def initialize(base_url: str, admin: dict, name: str, tickets: int) -> int:
+    response = httpx.post(
+        f"{base_url}/api/events/initialize",
+        json={"eventName": name, "totalTickets": tickets},
+        headers=admin,
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.json()["eventId"]
+
+
+def check_answers(report: Report, answers: Iterable[Answer], allowed: set, what: str) -> None:
+    """Every answer's kind is in `allowed`; every 5xx is a proper 503 (never a bare 500)."""
+    unexpected = Counter()
+    bare = Counter()
+    for answer in answers:
+        if answer.kind not in allowed:
+            unexpected[answer.kind] += 1
+        if answer.status is not None and answer.status >= 500 and not is_unavailable(answer):
+            bare[answer.status] += 1
+    if unexpected:
+        report.violated(f"{what}: unexpected answers {dict(unexpected)} (allowed {allowed})")
+    if bare:
+        report.violated(f"{what}: 5xx without problem+json/Retry-After: {dict(bare)}")
+
+
+def retry(report: Report, base_url: str, event_id: int, users: list[int]) -> list[Answer]:
+    """Send the same booking again: after a 503 or no answer it must be safe (201 or 409)."""
+    if not users:
+        return []
+    storm = paced_storm(base_url, [book_call(event_id, u) for u in users], concurrency=8)
+    report.count(storm.results)
+    for answer in storm.results:
+        ok = answer.status == 201 or (
+            answer.status == 409
+            and isinstance(answer.body, dict)
+            and answer.body["type"] in ALREADY
+        )
+        if not ok:
+            report.violated(f"retry of user {answer.call.tag}: {answer.kind} {answer.body}")
+    return storm.results
+
+
+def acknowledged_violations(answers: Iterable[Answer], truth: EventTruth) -> list[str]:
+    """Every 2xx (and 409 already-*) is what the database holds.
+
+    Booked users hold a ticket; waitlisted users wait at the place they were
+    given: no scenario cancels during its storm, so nobody is promoted and the
+    line only grows, and place p is index p-1. Sorted by the places handed out,
+    the users appear in the table's seq order.
+    """
+    booked = set(truth.booked)
+    index = {user: i for i, user in enumerate(truth.waiting)}
+    found = []
+    places: dict[int, int] = {}
+    for answer in answers:
+        body = answer.body if isinstance(answer.body, dict) else {}
+        user = answer.call.json["userId"]
+        said = body.get("status") if answer.status == 201 else body.get("type", "").rsplit(":")[-1]
+        if answer.status not in (201, 409) or said not in (
+            "booked",
+            "waitlisted",
+            "already-booked",
+            "already-waiting",
+        ):
+            continue
+        if said in ("booked", "already-booked"):
+            if user not in booked:
+                found.append(f"user {user} was told {said} but holds no ticket")
+            continue
+        if user not in index:
+            where = "holds a ticket instead" if user in booked else "is not in the line"
+            found.append(f"user {user} was told {said} at {body.get('position')} but {where}")
+            continue
+        position = body.get("position")
+        if places.setdefault(user, position) != position:
+            found.append(f"user {user} was given places {places[user]} and {position}")
+        if index[user] != position - 1:
+            found.append(f"user {user} was given place {position}, is at {index[user] + 1}")
+    by_place = sorted((place, index[user], user) for user, place in places.items())
+    for (p1, i1, u1), (p2, i2, u2) in itertools.pairwise(by_place):
+        if p1 == p2 or i1 >= i2:
+            found.append(f"users {u1} (place {p1}) and {u2} (place {p2}) are out of line order")
+    return found
+
+
+def spread(values: Iterable[float]) -> str:
+    """min / median / max of some seconds."""
+    ordered = sorted(values)
+    if not ordered:
+        return "-"
+    low, mid, high = ordered[0], ordered[len(ordered) // 2], ordered[-1]
+    return f"{low:.2f} / {mid:.2f} / {high:.2f} s (min / median / max)"
+
+
+def users_for(seed: int, count: int) -> list[int]:
+    return random.Random(seed).sample(range(1, 10_000_000), count)
+
+
+# ---------------------------------------------------------------------------
+# 1. The database goes away mid-storm, and comes back
+
+
+def db_outage(
+    database_url: str,
+    admin_password: str,
+    workdir: Path,
+    *,
+    users: int = 600,
+    tickets: int = 100,
+    concurrency: int = 32,
+    rate: float = 100,
+    cut_at: float = 0.3,
+    hold: float = 2.0,
+    mode: str = "refuse",
+    lock_mode: str = "table",
+    workers: int = 4,
+    lock_timeout: int = 2,
+    settle: float = 0.5,
+    recovery_bound: float = 10.0,
+    client_timeout: float = 30.0,
+    seed: int = 51,
+) -> Report:
+    """`users` book `tickets` through a proxy that is cut (`mode`) after `cut_at` of
+    the answers, for `hold` s, then restored; then every 503 is retried."""
+    report = Report(f"db outage ({mode}, {hold:g} s), {lock_mode} lock")
+    admin = basic_auth("admin", admin_password)
+    people = users_for(seed, users)
+    with TcpProxy() as proxy:
+        gunicorn = start_server(
+            proxy.url(database_url),
+            admin_password,
+            workdir,
+            f"outage-{mode}-{lock_mode}",
+            workers=workers,
+            LOCK_TIMEOUT=lock_timeout,
+            BOOKING_LOCK=lock_mode,
+        )
+        try:
+            wait_for_workers(gunicorn.process.pid, workers, gone=set())
+            event_id = initialize(gunicorn.url, admin, f"Outage {mode}", tickets)
+            times: dict[str, float] = {}
+
+            def fault() -> None:
+                times["cut"] = time.monotonic()
+                proxy.cut(mode)
+                times["cut_done"] = time.monotonic()
+                time.sleep(hold)
+                times["restore"] = time.monotonic()
+                proxy.restore()
+                times["restored"] = time.monotonic()
+
+            faulter = threading.Thread(target=fault, name="fault")
+            cut_index = max(1, int(users * cut_at))
+
+            def on_answer(_answer: Answer, answered: int) -> None:
+                if answered == cut_index:
+                    faulter.start()
+
+            with ReadyzProbe(gunicorn.url, timeout=client_timeout) as probe:
+                storm = paced_storm(
+                    gunicorn.url,
+                    [book_call(event_id, u) for u in people],
+                    concurrency=concurrency,
+                    rate=rate,
+                    timeout=client_timeout,
+                    on_answer=on_answer,
+                )
+                faulter.join()
+                try:
+                    wait_until_ready(gunicorn.url, timeout=recovery_bound)
+                except AssertionError as error:
+                    report.violated(str(error))
+                time.sleep(0.2)
+            answers = storm.results
+            report.count(answers)
+            cut, restore = times["cut_done"], times["restored"]
+
+            # While cut: 503 problem+json with Retry-After, never a 500 or no answer.
+            check_answers(report, answers, {201, 503}, "storm")
+            unavailable = storm.with_status(503)
+            if not unavailable:
+                report.violated("the cut produced no 503: it did not hit the storm")
+            # Answered from 0.2 s after the cut to the restore: pinged while cut.
+            during = probe.answered_within(cut + 0.2, times["restore"])
+            if not during and mode != "blackhole":
+                # Black-holed, /readyz waits on the socket timeouts like everyone
+                # else, and may not be answered before the restore.
+                report.violated("no /readyz probe fell inside the cut")
+            if not all(p.proper_503 for p in during):
+                report.violated(f"/readyz during the cut: {Counter(p.status for p in during)}")
+            # After: ready again, and bookings succeed, without a restart.
+            ready = probe.first_ready_after(restore)
+            report.recovery_of = "restore -> /readyz 200"
+            if ready is None:
+                report.violated("/readyz never answered 200 after the restore")
+            else:
+                report.recovery = ready.answered - restore
+            later = [a for a in answers if a.sent >= restore + settle]
+            if later and any(a.status != 201 for a in later):
+                report.violated(
+                    f"requests sent {settle} s after the restore still failed:"
+                    f" {Counter(a.kind for a in later)}"
+                )
+            sent_after = sum(1 for a in answers if a.sent >= restore)
+            first_201 = min(
+                (a.answered - restore for a in answers if a.sent >= restore and a.status == 201),
+                default=None,
+            )
+
+            # Retry every 503 and every unanswered request: safe, never a second booking.
+            again = [a.call.tag for a in answers if a.status == 503 or a.status is None]
+            retried = retry(report, gunicorn.url, event_id, again)
+            committed_anyway = sum(1 for a in retried if a.status == 409)
+
+            truth = report.check_invariants(database_url, gunicorn.url, admin)[event_id]
+            report.violations += acknowledged_violations([*answers, *retried], truth)
+            if len(truth.booked) != min(tickets, users):
+                report.violated(f"{len(truth.booked)} booked, expected {min(tickets, users)}")
+            if len(truth.booked) + len(truth.waiting) != users:
+                report.violated(
+                    f"{len(truth.booked)} booked + {len(truth.waiting)} waiting != {users} users"
+                )
+            if held := lingering_locks(database_url):
+                report.violated(f"locks left behind: {held}")
+            logged_errors(report, gunicorn)
+            report.figures.update(
+                storm=storm.summary(),
+                fault=(
+                    f"{mode} cut after {cut_index} answers, held {restore - cut:.2f} s;"
+                    f" connections reset or held by the proxy while cut: {proxy.turned_away}"
+                ),
+                during_cut=(
+                    f"{len(unavailable)} x 503 (all problem+json + Retry-After:"
+                    f" {all(is_unavailable(a) for a in unavailable)}), answered after"
+                    f" {spread(a.latency for a in unavailable)};"
+                    f" /readyz {len(during)} probes: {dict(Counter(p.status for p in during))}"
+                ),
+                recovery=(
+                    f"/readyz 200 {report.recovery if report.recovery is not None else -1:.2f} s"
+                    f" after restore; first 201 sent after restore answered"
+                    f" {first_201 if first_201 is not None else -1:.2f} s after;"
+                    f" {sent_after} requests sent after restore"
+                ),
+                retries=(
+                    f"{len(again)} retried: {dict(Counter(a.kind for a in retried))},"
+                    f" of which already applied (503 but committed): {committed_anyway}"
+                ),
+                database=f"{len(truth.booked)} booked, {len(truth.waiting)} waiting",
+            )
+        finally:
+            gunicorn.stop()
+    return report
+
+
+# ---------------------------------------------------------------------------
+# 2. Another session holds the tables, or the event's row
+
+
+def lock_wait(
+    database_url: str,
+    admin_password: str,
+    workdir: Path,
+    *,
+    requests: int = 6,
+    concurrency: int | None = None,
+    hold: float = 5.0,
+    kinds: tuple[str, ...] = ("tables", "row"),
+    lock_mode: str = "table",
+    workers: int = 4,
+    lock_timeout: int = 2,
+    bound: float = 15.0,
+    seed: int = 52,
+) -> list[Report]:
+    """While another session holds the lock for `hold` s, `requests` bookings arrive,
+    `concurrency` at a time (default: all at once): each answers a proper 503 within
+    `bound` s and stores nothing; once released, the same requests succeed."""
+    admin = basic_auth("admin", admin_password)
+    reports = []
+    gunicorn = start_server(
+        database_url,
+        admin_password,
+        workdir,
+        f"lockwait-{lock_mode}",
+        workers=workers,
+        LOCK_TIMEOUT=lock_timeout,
+        BOOKING_LOCK=lock_mode,
+    )
+    try:
+        wait_for_workers(gunicorn.process.pid, workers, gone=set())
+        event_id = initialize(gunicorn.url, admin, "Lock wait", 1_000_000)
+        for number, kind in enumerate(kinds):
+            label = "LOCK TABLES ... WRITE" if kind == "tables" else "SELECT ... FOR UPDATE"
+            report = Report(f"lock held ({label}, {hold:g} s), {lock_mode} lock")
+            people = users_for(seed + number, requests)
+            calls = [book_call(event_id, u) for u in people]
+            if kind == "tables":
+                holder = tables_locked(database_url)
+            else:
+                holder = event_row_locked(database_url, event_id)
+            with holder:
+                held_at = time.monotonic()
+                storm = paced_storm(gunicorn.url, calls, concurrency=concurrency or requests)
+                # A read meanwhile: answered (200, or a 503 when a WRITE table lock
+                # blocks readers too), and in bounded time.
+                started = time.monotonic()
+                try:
+                    status = httpx.get(f"{gunicorn.url}/api/events/status/{event_id}", timeout=30)
+                    read = f"{status.status_code} in {time.monotonic() - started:.2f} s"
+                    if status.status_code not in (200, 503):
+                        report.violated(f"status read while held: {read}")
+                except httpx.TransportError as error:
+                    read = f"no answer: {error}"
+                    report.violated(f"status read while held: {read}")
+                time.sleep(max(0.0, held_at + hold - time.monotonic()))
+                released = time.monotonic()
+            report.count(storm.results)
+            check_answers(report, storm.results, {503}, "while held")
+            slowest = max(a.latency for a in storm.results)
+            if slowest > bound:
+                report.violated(f"a request waited {slowest:.2f} s for its 503 (bound {bound} s)")
+            truth = read_truth(database_url)[0][event_id]
+            stored = set(people) & (set(truth.booked) | set(truth.waiting))
+            if stored:
+                report.violated(f"refused with 503 but stored: {sorted(stored)}")
+            after = paced_storm(gunicorn.url, calls, concurrency=requests)
+            report.count(after.results)
+            check_answers(report, after.results, {201}, "after release")
+            report.recovery_of = "release -> last retry 201"
+            report.recovery = max(a.answered for a in after.results) - released
+            truth = report.check_invariants(database_url, gunicorn.url, admin)[event_id]
+            report.violations += acknowledged_violations(after.results, truth)
+            if held := lingering_locks(database_url):
+                report.violated(f"locks left behind: {held}")
+            latencies = sorted(a.latency for a in storm.results)
+            report.figures.update(
+                held=f"{released - held_at:.2f} s by another session; LOCK_TIMEOUT={lock_timeout}",
+                while_held=(
+                    f"{storm.summary()}; waits for the 503 (s):"
+                    f" {', '.join(f'{x:.2f}' for x in latencies)}"
+                ),
+                status_read_while_held=read,
+                after_release=after.summary(),
+            )
+            reports.append(report)
+        for report in reports:
+            logged_errors(report, gunicorn)
+    finally:
+        gunicorn.stop()
+    return reports
+
+
+# ---------------------------------------------------------------------------
+# 3. A worker, then the master, SIGKILLed mid-storm; a new server takes over
+
+
+def killed_master(
+    database_url: str,
+    admin_password: str,
+    workdir: Path,
+    *,
+    users: int = 300,
+    tickets: int = 50,
+    concurrency: int = 32,
+    rate: float | None = None,
+    kill_workers_at: tuple[float, ...] = (0.25,),
+    kill_master_at: float = 0.5,
+    lock_mode: str = "table",
+    workers: int = 4,
+    grace: float = 2.0,
+    seed: int = 53,
+) -> Report:
+    """`users` book `tickets`; after `kill_workers_at` of the answers a worker serving
+    a request is SIGKILLed, after `kill_master_at` the master. Its workers must be
+    gone (on their own within `grace` s, else killed by pid) before a new gunicorn
+    starts on the same database, retries what went unanswered and books on."""
+    report = Report(f"killed worker + master, {lock_mode} lock")
+    admin = basic_auth("admin", admin_password)
+    people = users_for(seed, users)
+    gunicorn = start_server(
+        database_url,
+        admin_password,
+        workdir,
+        f"killed-{lock_mode}-1",
+        workers=workers,
+        BOOKING_LOCK=lock_mode,
+    )
+    master = gunicorn.process.pid
+    orphans: dict[int, int] = {}
+    killed: list[str] = []
+    master_killed = False
+    try:
+        first_workers = wait_for_workers(master, workers, gone=set())
+        # The leftover sweep below finds a server's processes by its listening socket.
+        if set(processes_listening_on(gunicorn.port)) != {master} | first_workers:
+            report.violated("the sweep does not see the server's master and workers")
+        event_id = initialize(gunicorn.url, admin, "Killed master", tickets)
+        rng = random.Random(seed)
+        workers_at = {int(users * at) for at in kill_workers_at}
+        master_at = int(users * kill_master_at)
+
+        def kill_a_worker(answered: int) -> None:
+            # A little after an answer, not on it: the worker that sent that answer
+            # may still hold its socket. Pick one serving a request, so the kill
+            # swallows an answer (perhaps of a booking it committed).
+            time.sleep(0.01)
+            pids = worker_pids(master)
+            for _ in range(20):
+                if busy := busy_workers(pids, gunicorn.port):
+                    break
+            victim = rng.choice(sorted(busy or pids))
+            os.kill(victim, signal.SIGKILL)
+            killed.append(f"{victim} ({'serving' if busy else 'idle'}) after {answered}")
+
+        killers: list[threading.Thread] = []
+
+        def on_answer(_answer: Answer, answered: int) -> None:
+            nonlocal master_killed
+            if answered in workers_at:
+                killers.append(threading.Thread(target=kill_a_worker, args=(answered,)))
+                killers[-1].start()
+            elif answered == master_at:
+                for killer in killers:  # the worker kills come first
+                    killer.join()
+                for pid in worker_pids(master):
+                    if (started := start_time(pid)) is not None:
+                        orphans[pid] = started
+                os.kill(master, signal.SIGKILL)
+                master_killed = True
+
+        storm = paced_storm(
+            gunicorn.url,
+            [book_call(event_id, u) for u in people],
+            concurrency=concurrency,
+            rate=rate,
+            on_answer=on_answer,
+        )
+        gunicorn.process.wait(10)  # reap the master
+    finally:
+        if gunicorn.process.poll() is None:  # the kill never came: do not leave it running
+            gunicorn.stop(signal.SIGKILL)
+        # The workers of a SIGKILLed master exit when they next notice; kill the rest by pid.
+        on_their_own, by_us = kill_leftovers(orphans, grace)
+        # And anything else of that server's (a worker forked as the master died).
+        _, stragglers = kill_leftovers(processes_listening_on(gunicorn.port), 0)
+    answers = storm.results
+    report.count(answers)
+    if not master_killed or len(killed) != len(kill_workers_at):
+        report.violated(
+            f"the storm ended before the kills: workers {killed}, master {master_killed}"
+        )
+    check_answers(report, answers, {201, 503, TRANSPORT_ERROR}, "storm")
+    if remaining := processes_listening_on(gunicorn.port):
+        report.violated(f"processes of the killed server still running: {sorted(remaining)}")
+    if stragglers:
+        report.violated(f"{stragglers} process(es) of the killed server were not its workers")
+
+    # A new server on the same database.
+    restart = time.monotonic()
+    replacement = start_server(
+        database_url,
+        admin_password,
+        workdir,
+        f"killed-{lock_mode}-2",
+        workers=workers,
+        BOOKING_LOCK=lock_mode,
+    )
+    try:
+        wait_for_workers(replacement.process.pid, workers, gone=set())
+        wait_until_ready(replacement.url)
+        report.recovery_of = "new server started -> /readyz 200"
+        report.recovery = time.monotonic() - restart
+        unanswered = [a.call.tag for a in answers if a.status is None or a.status == 503]
+        retried = retry(report, replacement.url, event_id, unanswered)
+        truth = report.check_invariants(database_url, replacement.url, admin)[event_id]
+        report.violations += acknowledged_violations([*answers, *retried], truth)
+        stored = set(truth.booked) | set(truth.waiting)
+        if stored != set(people):
+            report.violated(f"{len(set(people) - stored)} users missing after retries")
+        kept = sum(1 for a in retried if a.status == 409)  # applied, answer lost
+        lost_answers = sum(1 for a in answers if a.status is None)
+        report.data.update(unanswered=lost_answers, committed_unanswered=kept)
+
+        # It books normally: a newcomer joins at the back, a cancel promotes the head.
+        newcomer = max(people) + 1
+        with httpx.Client(base_url=replacement.url, timeout=30) as http:
+            joined = http.post("/api/events/book", json={"userId": newcomer, "eventId": event_id})
+            cancelled = http.post(
+                "/api/events/cancel", json={"userId": truth.booked[0], "eventId": event_id}
+            )
+        report.requests += 2
+        report.acknowledged += (joined.status_code == 201) + (cancelled.status_code == 200)
+        expected_place = len(truth.waiting) + 1
+        if joined.status_code != 201 or joined.json().get("position") != expected_place:
+            report.violated(
+                f"newcomer: {joined.status_code} {joined.text} (place {expected_place})"
+            )
+        head = truth.waiting[0] if truth.waiting else None
+        if cancelled.status_code != 200 or cancelled.json().get("promotedUserId") != head:
+            report.violated(f"cancel: {cancelled.status_code} {cancelled.text} (head {head})")
+        after = report.check_invariants(database_url, replacement.url, admin)[event_id]
+        if after.waiting != [*truth.waiting[1:], newcomer]:
+            report.violated("the line after newcomer + promotion is not the old line moved on")
+        logged_errors(report, gunicorn)
+        logged_errors(report, replacement)
+        report.figures.update(
+            storm=storm.summary(),
+            kills=(
+                f"SIGKILL worker {', '.join(killed)} answers; master {master} after"
+                f" {master_at}; its {len(orphans)} workers: {on_their_own} exited on their own"
+                f" within {grace:g} s, {by_us} killed by pid"
+            ),
+            unanswered=(
+                f"{lost_answers} requests without an answer, of which committed anyway: {kept};"
+                f" retried on the new server: {dict(Counter(a.kind for a in retried))}"
+            ),
+            database=(
+                f"{len(truth.booked)} booked, {len(truth.waiting)} waiting before the newcomer;"
+                f" newcomer at {joined.json().get('position')}, cancel promoted"
+                f" {cancelled.json().get('promotedUserId')} (head was {head})"
+            ),
+        )
+    finally:
+        replacement.stop()
+    return report
+
+
+# ---------------------------------------------------------------------------
+# 4. Clients that go away mid-request
+
+
+def clients_gone(
+    database_url: str,
+    admin_password: str,
+    workdir: Path,
+    *,
+    per_kind: int = 6,
+    stall: float = 0.5,
+    normal: int = 40,
+    lock_mode: str = "table",
+    workers: int = 4,
+    lock_timeout: int = 2,
+    seed: int = 54,
+) -> Report:
+    """`per_kind` clients of each RAW_KINDS kind go away mid-request, all at once;
+    afterwards no lock or transaction is left and a normal client books promptly."""
+    report = Report(f"clients gone mid-request, {lock_mode} lock")
+    admin = basic_auth("admin", admin_password)
+    people = users_for(seed, per_kind * len(RAW_KINDS) + normal + 2)
+    gunicorn = start_server(
+        database_url,
+        admin_password,
+        workdir,
+        f"gone-{lock_mode}",
+        workers=workers,
+        LOCK_TIMEOUT=lock_timeout,
+        BOOKING_LOCK=lock_mode,
+    )
+    try:
+        master = gunicorn.process.pid
+        before = wait_for_workers(master, workers, gone=set())
+        event_id = initialize(gunicorn.url, admin, "Clients gone", normal + per_kind * 2)
+        jobs = [
+            (kind, people[number * per_kind + i])
+            for number, kind in enumerate(RAW_KINDS)
+            for i in range(per_kind)
+        ]
+        random.Random(seed).shuffle(jobs)
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            failures = list(
+                pool.map(
+                    lambda job: raw_post(
+                        gunicorn.port,
+                        "/api/events/book",
+                        {"userId": job[1], "eventId": event_id},
+                        job[0],
+                        stall=stall,
+                    ),
+                    jobs,
+                )
+            )
+        if failed := [f for f in failures if f]:
+            report.violated(f"{len(failed)} raw clients could not even connect: {failed[0]}")
+        # Right away, one normal booking: nothing may hold the lock any more.
+        gone = time.monotonic()
+        first = paced_storm(gunicorn.url, [book_call(event_id, people[-2])], concurrency=1)
+        report.count(first.results)
+        check_answers(report, first.results, {201}, "first normal booking afterwards")
+        report.recovery_of = "last client gone -> a normal booking answered"
+        report.recovery = first.results[0].answered - gone
+        if held := lingering_locks(database_url):
+            report.violated(f"locks or transactions left behind: {held}")
+        calls = [book_call(event_id, u) for u in people[-normal - 2 : -2]]
+        after = paced_storm(gunicorn.url, calls, concurrency=8)
+        report.count(after.results)
+        check_answers(report, after.results, {201}, "normal clients afterwards")
+        slowest = max(a.latency for a in after.results)
+        if slowest >= lock_timeout:
+            report.violated(f"a normal booking took {slowest:.2f} s: something held the lock")
+        workers_now = worker_pids(master)
+        if workers_now != before:
+            report.violated(f"workers changed: {sorted(before)} -> {sorted(workers_now)}")
+        # A body shorter than its Content-Length, answered: what does the server do?
+        short = raw_post_half_close(
+            gunicorn.port, "/api/events/book", {"userId": people[-1], "eventId": event_id}
+        )
+        truth = report.check_invariants(database_url, gunicorn.url, admin)[event_id]
+        report.violations += acknowledged_violations([*first.results, *after.results], truth)
+        if held := lingering_locks(database_url):
+            report.violated(f"locks or transactions left behind at the end: {held}")
+        logged_errors(report, gunicorn)
+        stored = set(truth.booked) | set(truth.waiting)
+        applied = Counter(kind for kind, user in jobs if user in stored)
+        short_status = short.split(b"\r\n", 1)[0].decode(errors="replace")
+        report.figures.update(
+            gone=(
+                f"{len(jobs)} raw clients ({per_kind} each of {', '.join(RAW_KINDS)};"
+                f" stalled ones wait {stall:g} s) went away; applied anyway:"
+                f" {', '.join(f'{k} {applied[k]}/{per_kind}' for k in RAW_KINDS)}"
+            ),
+            afterwards=(
+                f"first booking {report.recovery:.3f} s; then {after.summary()};"
+                f" slowest {slowest:.3f} s; the same {len(workers_now)} workers:"
+                f" {workers_now == before}"
+            ),
+            short_body=(
+                "body 64 bytes shorter than its Content-Length, then half-close: answered"
+                f" {short_status!r}, applied: {people[-1] in stored}"
+            ),
+        )
+        report.data.update(
+            short_body_status=int(short.split(b" ", 2)[1]),
+            short_body_applied=people[-1] in stored,
+            truncated_applied=applied["truncated"],
+        )
+    finally:
+        gunicorn.stop()
+    return report
