@@ -34,7 +34,7 @@ SCENARIOS: dict[str, tuple[Callable[..., Report | list[Report]], dict]] = {
             cut_at=0.4, seed=61,
         ),
     ),
-    # Longer than the service's socket timeouts (read: LOCK_TIMEOUT + 10 = 12 s, twice
+    # Longer than the service's socket timeouts (read: 3 x LOCK_TIMEOUT + 5 = 11 s, twice
     # over when a reconnect follows): requests in flight when the database goes
     # silent must end in a 503 by themselves, before the restore.
     "outage-blackhole": (
