@@ -14,6 +14,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from stress import auth_timing
 from tests.conftest import migrate, wipe
 from tests.fault_scenarios import Report, clients_gone, db_outage, killed_master, lock_wait
 
@@ -191,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(legend(reports))
     print(f"total {time.monotonic() - started:.0f} s; database {url.database} dropped")
+    print()
+    print(auth_timing.text(auth_timing.measure()))
     print()
     for report in reports:
         print(report.details())
