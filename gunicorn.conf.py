@@ -32,3 +32,15 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # gunicorn 24+ opens a control socket at a fixed path in $HOME; several instances
 # on one host (or a read-only home) would collide, and nothing here uses it.
 control_socket_disable = True
+
+
+def on_starting(server):
+    """Refuse a configuration that cannot work once, in the master, before forking.
+
+    A worker that exits on a bad setting (table mode on a Galera node, an
+    unwritable LOG_FILE) would otherwise be replaced by gunicorn again and again.
+    """
+    from booking import create_app
+
+    app = create_app()
+    app.extensions["booking"].engine.dispose()

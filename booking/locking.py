@@ -133,8 +133,8 @@ class RowLock(BookingLock):
 
     name = "row"
     lock_rows = True
-    attempts = 6
     first_backoff = 0.004  # seconds; doubled per attempt, full jitter
+    max_backoff = 0.1  # the longest single wait between attempts
     stripes = 64
 
     def __init__(self, engine: Engine, timeout: float):
@@ -150,19 +150,27 @@ class RowLock(BookingLock):
         return self._stripes[event_id % self.stripes]
 
     def run(self, event_id: int | None, body: Callable[[Transaction], T]) -> T:
-        for attempt in range(1, self.attempts + 1):
+        # Conflicts on one hot row across three nodes can take many attempts;
+        # keep trying for as long as a lock wait could have taken (LOCK_TIMEOUT).
+        deadline = time.monotonic() + self.timeout
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 return super().run(event_id, body)
             except DBAPIError as error:
-                if _error_code(error) != DEADLOCK or attempt == self.attempts:
-                    raise  # the last deadlock too: the client gets 503 and Retry-After
+                if _error_code(error) != DEADLOCK:
+                    raise
+                ceiling = min(self.max_backoff, self.first_backoff * 2 ** (attempt - 1))
+                delay = random.uniform(0, ceiling)
+                if time.monotonic() + delay >= deadline:
+                    raise  # out of time: the client gets 503 and Retry-After
                 self.retries += 1
                 log.warning(
                     "deadlock or cluster conflict, running the change again",
                     extra={"eventId": event_id, "attempt": attempt, "retries": self.retries},
                 )
-            time.sleep(random.uniform(0, self.first_backoff * 2 ** (attempt - 1)))
-        raise AssertionError("unreachable")
+            time.sleep(delay)
 
     @contextmanager
     def _database_lock(self, conn: Connection) -> Iterator[None]:
