@@ -55,7 +55,9 @@ class BookingService:
                 # its WHERE clause and must take exactly one row.
                 if not store.take_ticket(tx.conn, event_id):
                     raise RuntimeError(f"event {event_id} changed under the booking lock")
-                store.add_booking(tx.conn, event_id, user_id)
+                if not store.add_booking(tx.conn, event_id, user_id):
+                    # The unique key is the last guard; refusing rolls back the claim.
+                    raise AlreadyBooked(event_id, user_id)
                 return Booked(event_id, user_id)
             return self._join_line(tx, event, user_id)
 

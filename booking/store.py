@@ -28,7 +28,11 @@ _SELECT_EVENT_FOR_UPDATE = _SELECT_EVENT.with_for_update()
 _SELECT_EVENT_FOR_BOOKING = _SELECT_EVENT.add_columns(
     exists().where(bookings.c.event_id == _EVENT, bookings.c.user_id == _USER).label("user_booked")
 )
-_SELECT_EVENT_FOR_BOOKING_FOR_UPDATE = _SELECT_EVENT_FOR_BOOKING.with_for_update(of=events)
+# Row mode locks the row with a statement of its own: in REPEATABLE READ a
+# transaction's snapshot is taken at its first plain read, so reads made after
+# this one see every change committed by whoever held the row before us. (A
+# subquery inside the locking SELECT would read a snapshot from before the wait.)
+_LOCK_EVENT = select(events.c.id).where(events.c.id == _EVENT).with_for_update()
 _INSERT_EVENT = insert(events)
 # The WHERE clause makes the claim safe on its own: a ticket is taken only if
 # one is left, whatever lock the caller holds.
@@ -105,8 +109,10 @@ def event(conn: Connection, event_id: int, for_update: bool = False) -> Row | No
 def event_for_booking(
     conn: Connection, event_id: int, user_id: int, for_update: bool = False
 ) -> Row | None:
-    """The event row plus `user_booked`; in row mode the read locks the event row."""
-    query = _SELECT_EVENT_FOR_BOOKING_FOR_UPDATE if for_update else _SELECT_EVENT_FOR_BOOKING
+    """The event row plus `user_booked`; with `for_update` the event row is locked first."""
+    if for_update:
+        conn.execute(_LOCK_EVENT, {"event_id": event_id})
+    query = _SELECT_EVENT_FOR_BOOKING
     return conn.execute(query, {"event_id": event_id, "user_id": user_id}).one_or_none()
 
 

@@ -151,6 +151,36 @@ def test_1000_users_race_for_100_tickets(mysql_database_url, tmp_path, lock_mode
     )
 
 
+def test_the_same_user_booking_twice_at_once_gets_one_place(
+    mysql_database_url, tmp_path, lock_mode
+):
+    """Each user sends the same booking twice at the same moment, on two workers.
+
+    The second must see the first's committed booking and answer 409; had it read
+    a snapshot from before its lock wait, it would book again or join the line
+    while holding a ticket.
+    """
+    wipe(mysql_database_url)
+    users = list(range(5001, 5301))  # 300 users, 100 tickets: both paths race
+    with Gunicorn(
+        mysql_database_url, ADMIN_PASSWORD, workers=WORKERS, **server_settings(tmp_path, lock_mode)
+    ) as server:
+        event_id = initialize(server.url, "Twice at once", 100)
+        body = lambda user: {"userId": user, "eventId": event_id}  # noqa: E731
+        calls = [Call("POST", "/api/events/book", body(u), tag=u) for u in users for _ in (1, 2)]
+        storm = run_storm(server.url, calls, concurrency=IN_FLIGHT)
+        check_invariants(mysql_database_url, server.url, ADMIN)
+    by_user: dict[int, list[int]] = {}
+    for result in storm.results:
+        by_user.setdefault(result.call.tag, []).append(result.status)
+    assert all(sorted(statuses) == [201, 409] for statuses in by_user.values()), [
+        (user, statuses) for user, statuses in by_user.items() if sorted(statuses) != [201, 409]
+    ][:10]
+    print(
+        f"\n[concurrency, {lock_mode} lock] 300 users each booking twice at once: {storm.summary()}"
+    )
+
+
 def test_mixed_storm_of_books_and_cancels_keeps_every_invariant(
     mysql_database_url, tmp_path, lock_mode
 ):
