@@ -23,7 +23,16 @@ def free_port() -> int:
 class Gunicorn:
     """`gunicorn -c gunicorn.conf.py wsgi:app` on a loopback port, as an operator runs it."""
 
-    def __init__(self, database_url: str, admin_password: str, workers: int = 4, **env):
+    def __init__(
+        self,
+        database_url: str,
+        admin_password: str,
+        workers: int = 4,
+        output: Path | None = None,
+        **env,
+    ):
+        # output: a file for gunicorn's stdout and stderr (JSON lines at INFO), else inherited.
+        self.output = output
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -41,11 +50,18 @@ class Gunicorn:
 
     def start(self, timeout: float = 30) -> "Gunicorn":
         command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env)
+        if self.output is None:
+            self.process = subprocess.Popen(command, cwd=ROOT, env=self.env)
+        else:
+            with open(self.output, "ab") as out:
+                self.process = subprocess.Popen(
+                    command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
+                )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}")
+                said = self.output.read_text()[-3000:] if self.output else ""
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}\n{said}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self

@@ -59,34 +59,18 @@ class Host(Gunicorn):
     def __init__(self, number: int, database_url: str, log_dir: Path, **env):
         self.number = number
         self.log_file = log_dir / f"host{number}.log"
-        self.output = log_dir / f"host{number}.out"
+        # At LOG_LEVEL=INFO every request is a console line too: keep them in a file.
         super().__init__(
-            database_url, ADMIN_PASSWORD, workers=WORKERS, LOG_FILE=self.log_file, **env
+            database_url,
+            ADMIN_PASSWORD,
+            workers=WORKERS,
+            output=log_dir / f"host{number}.out",
+            LOG_FILE=self.log_file,
+            **env,
         )
 
     def start(self, timeout: float = 60) -> "Host":
-        # Gunicorn.start, with stdout and stderr in a file: at LOG_LEVEL=INFO
-        # every request is a line, and -s would print them all.
-        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
-        with open(self.output, "ab") as out:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"host {self.number} exited with {self.process.returncode}:\n"
-                    + self.output.read_text()[-3000:]
-                )
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"host {self.number} did not answer on {self.url} within {timeout} s")
+        return super().start(timeout)
 
     def mark(self) -> int:
         return self.log_file.stat().st_size if self.log_file.exists() else 0
