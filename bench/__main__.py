@@ -19,7 +19,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from . import direct, load, report, scenarios
+from . import cluster, direct, load, report, scenarios
 from .api import Api
 from .cpu import CpuMeter
 from .growth import growth as run_growth
@@ -57,6 +57,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="where latest.* go")
     parser.add_argument("--keep-db", action="store_true", help="do not drop the database")
+    parser.add_argument(
+        "--no-cluster", action="store_true", help="skip the 3-node Galera cluster scenarios"
+    )
     return parser.parse_args(argv)
 
 
@@ -202,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         row_ctx.users = ctx.users
         rows["hot row"] = scenarios.hot_event(row_ctx, name="hot event, row lock")
         rows["many row"] = scenarios.many_events(row_ctx, name="many events, row lock")
+        if not args.no_cluster:
+            rows.update(cluster.run(ctx, password, args.workers, tmp, servers))
         for kind in ("service", "raw", "commit"):
             for processes in (1, scale.direct_processes):
                 say(f"direct {kind}: {processes} connection(s)")

@@ -142,12 +142,23 @@ def text(results: dict) -> str:
         _text_table(CPU_COLUMNS, cpu_rows(results)),
         "",
         *ratio_lines(results),
+        *retry_lines(results),
         *warmup_lines(results),
         *contention_lines(results),
         "",
         *machine_lines(results),
     ]
     return "\n".join(parts)
+
+
+def retry_lines(results: dict) -> list[str]:
+    """Row-lock reruns on error 1213 (cluster conflicts), per scenario that counted them."""
+    return [
+        f"{row['scenario']}: {row['retries_1213']['total']} retries on error 1213"
+        f" (per host {row['retries_1213']['per_host']})"
+        for row in results["rows"]
+        if row.get("retries_1213")
+    ]
 
 
 def warmup_lines(results: dict) -> list[str]:
@@ -181,6 +192,7 @@ def markdown(results: dict) -> str:
             _md_table(CPU_COLUMNS, cpu_rows(results)),
             "",
             *(f"- {line}" for line in ratio_lines(results)),
+            *(f"- {line}" for line in retry_lines(results)),
             *warm_lines,
             *(f"- {line}" for line in contention_lines(results)),
             "",
