@@ -144,6 +144,15 @@ def ratios(rows: dict, growth: dict) -> list[dict]:
                 "many events: row lock / table lock", rows["many row"]["rps"], rows["many"]["rps"]
             )
         )
+    if "cluster hot" in rows:
+        for key, label in (("hot", "hot event"), ("many", "many events")):
+            found.append(
+                ratio(
+                    f"{label}: 3-node cluster / single MariaDB, row lock",
+                    rows[f"cluster {key}"]["rps"],
+                    rows[f"{key} row"]["rps"],
+                )
+            )
     for key, row in rows.items():
         if key.startswith("direct"):
             found.append(ratio(f"hot-event booking / {row['scenario']}", hot, row["rps"]))
