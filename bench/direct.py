@@ -28,6 +28,8 @@ import traceback
 
 import sqlalchemy as sa
 
+from booking.locking import LOCK_TABLES
+
 from . import seed
 from .api import Api
 from .checks import check
@@ -35,7 +37,6 @@ from .cpu import CpuMeter
 from .stats import latency_ms
 
 LOCK_TIMEOUT = 5
-LOCK_TABLES = "LOCK TABLES events WRITE, bookings WRITE, waiting_list_entries WRITE"
 
 
 def _service_booker(url: str, event_id: int):

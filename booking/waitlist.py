@@ -67,7 +67,6 @@ class WaitingLists:
         self.capacity = capacity
         self._lists: OrderedDict[int, WaitingList] = OrderedDict()
         self._guard = threading.Lock()
-        self.full_loads = 0  # how often a whole list was read; tests and benchmarks watch it
 
     def sync(self, conn: Connection, event) -> WaitingList:
         """The copy for `event` (a row read in this transaction), made current."""
@@ -76,7 +75,6 @@ class WaitingLists:
         if line is not None and line.version != event.waitlist_version:
             line = self._catch_up(conn, event, line)
         if line is None:
-            self.full_loads += 1
             line = WaitingList(event.waitlist_version, store.waiting_rows(conn, event.id))
         self._keep(event.id, line)
         return line
