@@ -505,3 +505,38 @@ def test_a_node_killed_mid_storm_loses_nothing_acknowledged(deployment):
         f" | test wall={time.perf_counter() - started:.2f}s"
     )
     expect_no_exhausted_retries(bookings=storm_again, retried_bookings=retry_again)
+
+
+def test_the_rate_limit_is_one_limit_across_the_three_hosts(galera_cluster, redis_url, tmp_path):
+    """Three hosts behind nginx, limits counted in the shared Redis: ten, not thirty, pass."""
+    prefix = f"cluster-{random.getrandbits(40):x}"
+    hosts = [
+        Host(
+            number,
+            url,
+            tmp_path,
+            BOOKING_LOCK="row",
+            LOG_LEVEL="INFO",
+            RATE_LIMIT="10 per minute",
+            RATELIMIT_STORAGE_URI=redis_url,
+            RATELIMIT_KEY_PREFIX=prefix,
+            TRUSTED_PROXY_COUNT=1,
+        )
+        for number, url in enumerate(galera_cluster.urls, start=1)
+    ]
+    try:
+        with ThreadPoolExecutor(len(hosts)) as pool:
+            list(pool.map(Host.start, hosts))
+        with UpstreamsNginx([host.port for host in hosts]) as nginx:
+            statuses = [
+                httpx.get(f"{nginx.url}/api/events/status/1", timeout=10).status_code
+                for _ in range(30)
+            ]
+            served = nginx.served_by()
+    finally:
+        for host in hosts:
+            host.stop()
+    assert statuses.count(404) == 10, statuses
+    assert statuses.count(429) == 20, statuses
+    upstreams = {tried[-1] for answers in served.values() for _, tried in answers if tried}
+    assert len(upstreams) == 3, upstreams  # every host answered some of them
