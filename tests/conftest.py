@@ -147,6 +147,20 @@ def admin():
     return basic_auth("admin", ADMIN_PASSWORD)
 
 
+def initialize(url: str, name: str, total: int) -> int:
+    """Create an event through a running server's HTTP API; its id."""
+    import httpx
+
+    response = httpx.post(
+        f"{url}/api/events/initialize",
+        json={"eventName": name, "totalTickets": total},
+        headers=basic_auth("admin", ADMIN_PASSWORD),
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["eventId"]
+
+
 def require_service(name: str, error: Exception) -> None:
     """A needed server is unreachable: skip locally, fail under CI."""
     message = f"{name} is unreachable: {error}"

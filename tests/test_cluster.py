@@ -23,6 +23,7 @@ import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ import sqlalchemy as sa
 
 from booking import create_app
 
-from .conftest import ADMIN_PASSWORD, _settings, basic_auth
+from .conftest import ADMIN_PASSWORD, _settings, basic_auth, initialize
 from .galera import GaleraCluster
 from .invariants import check_invariants
 from .proxies import UpstreamsNginx
@@ -125,9 +126,9 @@ class Deployment:
         return next(host.number for host in self.hosts if host.port == port)
 
 
-@pytest.fixture(scope="module")
-def deployment(galera_cluster, tmp_path_factory):
-    log_dir = tmp_path_factory.mktemp("cluster-hosts")
+@contextmanager
+def cluster_hosts(cluster: GaleraCluster, log_dir: Path, **env):
+    """One host per node (row mode, behind one nginx); started in parallel, stopped after."""
     hosts = [
         Host(
             number,
@@ -135,30 +136,26 @@ def deployment(galera_cluster, tmp_path_factory):
             log_dir,
             BOOKING_LOCK="row",
             LOG_LEVEL="INFO",
-            LOCK_TIMEOUT=LOCK_TIMEOUT,
             TRUSTED_PROXY_COUNT=1,
+            **env,
         )
-        for number, url in enumerate(galera_cluster.urls, start=1)
+        for number, url in enumerate(cluster.urls, start=1)
     ]
     try:
         with ThreadPoolExecutor(len(hosts)) as pool:
             list(pool.map(Host.start, hosts))
         with UpstreamsNginx([host.port for host in hosts]) as nginx:
-            yield Deployment(galera_cluster, hosts, nginx)
+            yield hosts, nginx
     finally:
         for host in hosts:
             host.stop()
 
 
-def initialize(url: str, name: str, total: int) -> int:
-    response = httpx.post(
-        f"{url}/api/events/initialize",
-        json={"eventName": name, "totalTickets": total},
-        headers=ADMIN,
-        timeout=30,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["eventId"]
+@pytest.fixture(scope="module")
+def deployment(galera_cluster, tmp_path_factory):
+    log_dir = tmp_path_factory.mktemp("cluster-hosts")
+    with cluster_hosts(galera_cluster, log_dir, LOCK_TIMEOUT=LOCK_TIMEOUT) as (hosts, nginx):
+        yield Deployment(galera_cluster, hosts, nginx)
 
 
 def book_calls(event_id: int, users: list[int], tag: str) -> list[Call]:
@@ -510,32 +507,16 @@ def test_a_node_killed_mid_storm_loses_nothing_acknowledged(deployment):
 def test_the_rate_limit_is_one_limit_across_the_three_hosts(galera_cluster, redis_url, tmp_path):
     """Three hosts behind nginx, limits counted in the shared Redis: ten, not thirty, pass."""
     prefix = f"cluster-{random.getrandbits(40):x}"
-    hosts = [
-        Host(
-            number,
-            url,
-            tmp_path,
-            BOOKING_LOCK="row",
-            LOG_LEVEL="INFO",
-            RATE_LIMIT="10 per minute",
-            RATELIMIT_STORAGE_URI=redis_url,
-            RATELIMIT_KEY_PREFIX=prefix,
-            TRUSTED_PROXY_COUNT=1,
-        )
-        for number, url in enumerate(galera_cluster.urls, start=1)
-    ]
-    try:
-        with ThreadPoolExecutor(len(hosts)) as pool:
-            list(pool.map(Host.start, hosts))
-        with UpstreamsNginx([host.port for host in hosts]) as nginx:
-            statuses = [
-                httpx.get(f"{nginx.url}/api/events/status/1", timeout=10).status_code
-                for _ in range(30)
-            ]
-            served = nginx.served_by()
-    finally:
-        for host in hosts:
-            host.stop()
+    limits = {
+        "RATE_LIMIT": "10 per minute",
+        "RATELIMIT_STORAGE_URI": redis_url,
+        "RATELIMIT_KEY_PREFIX": prefix,
+    }
+    with cluster_hosts(galera_cluster, tmp_path, **limits) as (_hosts, nginx):
+        statuses = [
+            httpx.get(f"{nginx.url}/api/events/status/1", timeout=10).status_code for _ in range(30)
+        ]
+        served = nginx.served_by()
     assert statuses.count(404) == 10, statuses
     assert statuses.count(429) == 20, statuses
     upstreams = {tried[-1] for answers in served.values() for _, tried in answers if tried}

@@ -12,7 +12,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from .conftest import ADMIN_PASSWORD, basic_auth, wipe
+from .conftest import ADMIN_PASSWORD, basic_auth, initialize, wipe
 from .invariants import check_invariants
 from .servers import Gunicorn
 from .storm import Call, run_storm
@@ -31,17 +31,6 @@ def server_settings(tmp_path, lock_mode: str) -> dict:
         "LOG_LEVEL": "WARNING",
         "BOOKING_LOCK": lock_mode,
     }
-
-
-def initialize(url: str, name: str, total: int) -> int:
-    response = httpx.post(
-        f"{url}/api/events/initialize",
-        json={"eventName": name, "totalTickets": total},
-        headers=ADMIN,
-        timeout=30,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["eventId"]
 
 
 def status(url: str, event_id: int) -> dict:
