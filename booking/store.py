@@ -1,4 +1,4 @@
-"""The SQL the booking rules run, one function a statement, in SQLAlchemy Core.
+"""The SQL the booking rules run, one small function per step, in SQLAlchemy Core.
 
 Core rather than the ORM, and each statement built once at import with bound
 parameters: changes run under a global lock, and every microsecond spent

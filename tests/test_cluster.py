@@ -158,13 +158,14 @@ def deployment(galera_cluster, tmp_path_factory):
         yield Deployment(galera_cluster, hosts, nginx)
 
 
-def book_calls(event_id: int, users: list[int], tag: str) -> list[Call]:
+def calls(action: str, event_id: int, users: list[int], tag: str) -> list[Call]:
+    """One POST /api/events/{action} per user, each with a request id naming it."""
     return [
         Call(
             "POST",
-            "/api/events/book",
+            f"/api/events/{action}",
             {"userId": user, "eventId": event_id},
-            headers={"X-Request-ID": f"{tag}-book-{event_id}-{user}"},
+            headers={"X-Request-ID": f"{tag}-{action}-{event_id}-{user}"},
             tag=user,
         )
         for user in users
@@ -222,7 +223,7 @@ def test_1000_users_race_for_100_tickets_across_three_nodes(deployment):
     event_id = initialize(deployment.url, "Three nodes, hundred seats", 100)
     marks = deployment.marks()
 
-    booking = run_storm(deployment.url, book_calls(event_id, users, "race"), IN_FLIGHT)
+    booking = run_storm(deployment.url, calls("book", event_id, users, "race"), IN_FLIGHT)
 
     assert set(booking.statuses()) <= {201, 503}, unexpected(booking, {201, 503})[:10]
     booking_retries = deployment.retries(marks)
@@ -258,16 +259,7 @@ def test_1000_users_race_for_100_tickets_across_three_nodes(deployment):
     cancel_marks = deployment.marks()
     cancelling = run_storm(
         deployment.url,
-        [
-            Call(
-                "POST",
-                "/api/events/cancel",
-                {"userId": user, "eventId": event_id},
-                headers={"X-Request-ID": f"race-cancel-{event_id}-{user}"},
-                tag=user,
-            )
-            for user in cancelling_users
-        ],
+        calls("cancel", event_id, cancelling_users, "race"),
         IN_FLIGHT,
     )
 
@@ -411,7 +403,7 @@ def test_a_node_killed_mid_storm_loses_nothing_acknowledged(deployment):
             killed_at.update(answers=answered, time=time.perf_counter())
 
     storm = run_storm(
-        deployment.url, book_calls(event_id, users, "kill"), IN_FLIGHT, on_result=kill_node_3
+        deployment.url, calls("book", event_id, users, "kill"), IN_FLIGHT, on_result=kill_node_3
     )
     storm_done = time.perf_counter()
     assert killed_at, "node 3 was not killed"
@@ -473,7 +465,7 @@ def test_a_node_killed_mid_storm_loses_nothing_acknowledged(deployment):
     # Host 3 serves again with its node back, and retrying the failed requests is
     # safe: each gets its booking, or 409 where the failed attempt had committed.
     retry_marks = deployment.marks()
-    retry = run_storm(deployment.url, book_calls(event_id, sorted(unanswered), "retry"), 16)
+    retry = run_storm(deployment.url, calls("book", event_id, sorted(unanswered), "retry"), 16)
     exhausted = [r for r in retry.results if r.status == 503]
     _, retry_again = settle(deployment, retry, retry_marks, exhausted)
     assert set(retry.statuses()) <= {201, 409, 503}, unexpected(retry, {201, 409, 503})[:10]
