@@ -52,7 +52,11 @@ def create_app(test_config: dict | None = None) -> Flask:
             except database.GaleraTableLockError as error:
                 raise SystemExit(f"booking: {error}") from None
         app.extensions["booking"] = BookingService(
-            engine, lock, WaitingLists(app.config["WAITLIST_CACHE_EVENTS"])
+            engine,
+            lock,
+            WaitingLists(app.config["WAITLIST_CACHE_EVENTS"]),
+            max_size=app.config["BATCH_MAX_SIZE"],
+            max_hold=app.config["BATCH_MAX_HOLD_MS"] / 1000,
         )
     return app
 

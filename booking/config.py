@@ -57,6 +57,10 @@ def from_environment(instance_path: str) -> dict:
         "BOOKING_LOCK": os.environ.get("BOOKING_LOCK", "table").strip().lower(),
         # Seconds a change may wait for the booking lock before the client gets 503.
         "LOCK_TIMEOUT": _int("LOCK_TIMEOUT", 5),
+        # Group commit: the most changes one transaction runs, and how long a batch
+        # may keep taking changes before the rest wait for the next one.
+        "BATCH_MAX_SIZE": _int("BATCH_MAX_SIZE", 64),
+        "BATCH_MAX_HOLD_MS": _int("BATCH_MAX_HOLD_MS", 50),
         "RATE_LIMIT": os.environ.get("RATE_LIMIT", "100 per 15 minutes"),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_KEY_PREFIX": os.environ.get("RATELIMIT_KEY_PREFIX", "booking"),

@@ -1,15 +1,16 @@
-"""Serialise changes: an in-process lock, then the database's own lock.
+"""How a batch of changes is protected: an in-process lock, then the database's own lock.
 
-The booking rules hand a function to `BookingLock.run(event_id, body)`; the
-strategy decides how that function's transaction is protected:
+The group commit (changes.py) runs each batch as one transaction inside
+`BookingLock.transaction(conn)`, under the thread lock `held(stripe)`, and lets
+`BookingLock.attempts` decide whether a failed attempt is run again:
 
 - table (MySQL/MariaDB default): LOCK TABLES around the transaction. Every
-  change on the server runs one at a time.
+  batch on the server runs one at a time; one process-wide thread lock.
 - row (BOOKING_LOCK=row, for Galera and other clusters): a plain transaction
-  whose first touch of the event row locks it (SELECT ... FOR UPDATE, or the
-  conditional UPDATE that claims a ticket). Changes to different events run in
-  parallel; a conflict between cluster nodes surfaces as a deadlock error and
-  the whole function is run again.
+  whose first statement locks the batch's event rows in ascending id order
+  (SELECT ... FOR UPDATE). Batches for different events run in parallel, each
+  stripe of events with its own thread lock; a conflict between cluster nodes
+  surfaces as a deadlock error and the whole batch is run again.
 - immediate (SQLite): BEGIN IMMEDIATE.
 """
 
@@ -33,23 +34,7 @@ T = TypeVar("T")
 # session touch a table (or alias) it did not name.
 LOCK_TABLES = "LOCK TABLES events WRITE, bookings WRITE, waiting_list_entries WRITE"
 DEADLOCK = 1213  # ER_LOCK_DEADLOCK, SQLSTATE 40001; Galera's certification failure too
-
-
-class Transaction:
-    """A protected transaction: its connection, and work to run once it committed."""
-
-    def __init__(self, conn: Connection, lock_rows: bool):
-        self.conn = conn
-        # Row mode: the first read of the event row must lock it.
-        self.lock_rows = lock_rows
-        self._after_commit: list[Callable[[], None]] = []
-
-    def after_commit(self, action: Callable[[], None]) -> None:
-        self._after_commit.append(action)
-
-    def committed(self) -> None:
-        for action in self._after_commit:
-            action()
+NO_EVENT = -1  # the stripe of changes that name no event (creating one)
 
 
 class BookingLock:
@@ -64,12 +49,16 @@ class BookingLock:
         # Also guards the in-memory waiting lists of this process.
         self.process_lock = threading.Lock()
 
-    def _thread_lock(self, event_id: int | None) -> threading.Lock:
+    def stripe(self, event_id: int | None) -> int:
+        """Changes in one stripe share a queue, a thread lock and a batch."""
+        return 0
+
+    def _thread_lock(self, stripe: int) -> threading.Lock:
         return self.process_lock
 
     @contextmanager
-    def held(self, event_id: int | None = None) -> Iterator[None]:
-        lock = self._thread_lock(event_id)
+    def held(self, stripe: int = 0) -> Iterator[None]:
+        lock = self._thread_lock(stripe)
         if not lock.acquire(timeout=self.timeout):
             raise LockTimeout("another change in this process held the lock too long")
         try:
@@ -77,16 +66,12 @@ class BookingLock:
         finally:
             lock.release()
 
-    def run(self, event_id: int | None, body: Callable[[Transaction], T]) -> T:
-        """Run `body` in one protected transaction; after-commit work runs under the lock."""
-        with self.held(event_id), self.engine.connect() as conn:
-            tx = Transaction(conn, self.lock_rows)
-            with self._database_lock(conn):
-                result = body(tx)
-            tx.committed()
-            return result
+    def attempts(self, attempt: Callable[[], T], label: dict) -> T:
+        """Run one attempt at a batch; only row mode tries again (see RowLock)."""
+        return attempt()
 
-    def _database_lock(self, conn: Connection):
+    def transaction(self, conn: Connection):
+        """A context: the database's lock around one transaction, committed on success."""
         raise NotImplementedError
 
 
@@ -100,7 +85,7 @@ class TableLock(BookingLock):
     name = "table"
 
     @contextmanager
-    def _database_lock(self, conn: Connection) -> Iterator[None]:
+    def transaction(self, conn: Connection) -> Iterator[None]:
         try:
             conn.exec_driver_sql(LOCK_TABLES)
             yield
@@ -124,11 +109,11 @@ class TableLock(BookingLock):
 
 
 class RowLock(BookingLock):
-    """Row locks on the event row, retried whole when the database reports a deadlock.
+    """Row locks on the batch's event rows, the batch retried whole on a deadlock.
 
     Correctness does not rest on the lock being cluster-wide: every change
     writes its event's row (counters), so two nodes changing one event conflict
-    at certification and one of them gets error 1213 and runs again.
+    at certification and one of them gets error 1213 and runs its batch again.
     """
 
     name = "row"
@@ -139,41 +124,42 @@ class RowLock(BookingLock):
 
     def __init__(self, engine: Engine, timeout: float):
         super().__init__(engine, timeout)
-        # Changes to different events need not wait for each other in this
+        # Batches for different events need not wait for each other in this
         # process either; a stripe also guards its events' waiting-list copies.
         self._stripes = [threading.Lock() for _ in range(self.stripes)]
         self.retries = 0  # deadlock retries in this process, for logs and benchmarks
 
-    def _thread_lock(self, event_id: int | None) -> threading.Lock:
-        if event_id is None:
-            return self.process_lock
-        return self._stripes[event_id % self.stripes]
+    def stripe(self, event_id: int | None) -> int:
+        return NO_EVENT if event_id is None else event_id % self.stripes
 
-    def run(self, event_id: int | None, body: Callable[[Transaction], T]) -> T:
+    def _thread_lock(self, stripe: int) -> threading.Lock:
+        return self.process_lock if stripe == NO_EVENT else self._stripes[stripe]
+
+    def attempts(self, attempt: Callable[[], T], label: dict) -> T:
         # Conflicts on one hot row across three nodes can take many attempts;
         # keep trying for as long as a lock wait could have taken (LOCK_TIMEOUT).
         deadline = time.monotonic() + self.timeout
-        attempt = 0
+        tried = 0
         while True:
-            attempt += 1
+            tried += 1
             try:
-                return super().run(event_id, body)
+                return attempt()
             except DBAPIError as error:
-                if _error_code(error) != DEADLOCK:
+                if error_code(error) != DEADLOCK:
                     raise
-                ceiling = min(self.max_backoff, self.first_backoff * 2 ** (attempt - 1))
+                ceiling = min(self.max_backoff, self.first_backoff * 2 ** (tried - 1))
                 delay = random.uniform(0, ceiling)
                 if time.monotonic() + delay >= deadline:
-                    raise  # out of time: the client gets 503 and Retry-After
+                    raise  # out of time: every client in the batch gets 503 and Retry-After
                 self.retries += 1
                 log.warning(
-                    "deadlock or cluster conflict, running the change again",
-                    extra={"eventId": event_id, "attempt": attempt, "retries": self.retries},
+                    "deadlock or cluster conflict, running the batch again",
+                    extra={**label, "attempt": tried, "retries": self.retries},
                 )
             time.sleep(delay)
 
     @contextmanager
-    def _database_lock(self, conn: Connection) -> Iterator[None]:
+    def transaction(self, conn: Connection) -> Iterator[None]:
         with conn.begin():
             yield
 
@@ -184,13 +170,13 @@ class ImmediateLock(BookingLock):
     name = "immediate"
 
     @contextmanager
-    def _database_lock(self, conn: Connection) -> Iterator[None]:
+    def transaction(self, conn: Connection) -> Iterator[None]:
         conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
         with conn.begin():
             yield
 
 
-def _error_code(error: DBAPIError) -> int | None:
+def error_code(error: DBAPIError) -> int | None:
     args = getattr(error.orig, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
 

@@ -1,20 +1,36 @@
-"""The SQL the booking rules run, one small function per step, in SQLAlchemy Core.
+"""The SQL, in SQLAlchemy Core: set-based reads and writes for a batch, and the reads.
 
 Core rather than the ORM, and each statement built once at import with bound
-parameters: changes run under a global lock, and every microsecond spent
-building objects is spent holding it. Each statement uses an index; none scans
-or counts a whole event.
+parameters: changes run under a lock, and every microsecond spent building
+objects is spent holding it. A batch of changes reads everything it needs with
+two statements and writes its net effect with one statement per table (per
+event for deletes); each uses an index, none scans or counts a whole event.
 """
 
-from sqlalchemy import Connection, Row, bindparam, exists, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from collections.abc import Iterable
+
+from sqlalchemy import (
+    Connection,
+    Row,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    union_all,
+    update,
+)
 
 from .models import bookings, events, waiting
 
 _EVENT = bindparam("event_id")
 _USER = bindparam("user_id")
+_EVENTS = bindparam("event_ids", expanding=True)
+_USERS = bindparam("user_ids", expanding=True)
 
-_SELECT_EVENT = select(
+EVENT_COLUMNS = (
     events.c.id,
     events.c.name,
     events.c.total_tickets,
@@ -22,54 +38,50 @@ _SELECT_EVENT = select(
     events.c.waiting_count,
     events.c.waitlist_version,
     events.c.next_waiting_seq,
-).where(events.c.id == _EVENT)
-_SELECT_EVENT_FOR_UPDATE = _SELECT_EVENT.with_for_update()
+)
+_SELECT_EVENT = select(*EVENT_COLUMNS).where(events.c.id == _EVENT)
 # The event and whether this user already holds a ticket, in one round trip.
 _SELECT_EVENT_FOR_BOOKING = _SELECT_EVENT.add_columns(
     exists().where(bookings.c.event_id == _EVENT, bookings.c.user_id == _USER).label("user_booked")
 )
-# Row mode locks the row with a statement of its own: in REPEATABLE READ a
-# transaction's snapshot is taken at its first plain read, so reads made after
-# this one see every change committed by whoever held the row before us. (A
-# subquery inside the locking SELECT would read a snapshot from before the wait.)
-_LOCK_EVENT = select(events.c.id).where(events.c.id == _EVENT).with_for_update()
 _INSERT_EVENT = insert(events)
-# The WHERE clause makes the claim safe on its own: a ticket is taken only if
-# one is left, whatever lock the caller holds.
-_TAKE_TICKET = (
-    update(events)
-    .where(events.c.id == _EVENT, events.c.available_tickets > 0)
-    .values(available_tickets=events.c.available_tickets - 1)
+
+# A batch's events in ascending id order: in row mode this statement takes their
+# row locks, always in the same order, so two batches cannot deadlock on them.
+# It is the first statement of the transaction: in REPEATABLE READ the snapshot
+# of later plain reads is taken after these locks are held, so those reads see
+# everything committed by whoever held the rows before.
+_BATCH_EVENTS = select(*EVENT_COLUMNS).where(events.c.id.in_(_EVENTS)).order_by(events.c.id)
+_BATCH_EVENTS_FOR_UPDATE = _BATCH_EVENTS.with_for_update()
+# Who of the batch's users holds a ticket or a place for the batch's events: the
+# unique (event_id, user_id) keys make both halves index ranges.
+_HOLDINGS = union_all(
+    select(literal("b").label("kind"), bookings.c.event_id, bookings.c.user_id, null()).where(
+        bookings.c.event_id.in_(_EVENTS), bookings.c.user_id.in_(_USERS)
+    ),
+    select(literal("w"), waiting.c.event_id, waiting.c.user_id, waiting.c.seq).where(
+        waiting.c.event_id.in_(_EVENTS), waiting.c.user_id.in_(_USERS)
+    ),
 )
-_RELEASE_TICKET = (
-    update(events)
-    .where(events.c.id == _EVENT)
-    .values(available_tickets=events.c.available_tickets + 1)
-)
-_INSERT_BOOKING = insert(bookings)
-_HAS_BOOKING = select(exists().where(bookings.c.event_id == _EVENT, bookings.c.user_id == _USER))
-_DELETE_BOOKING = bookings.delete().where(
-    bookings.c.event_id == _EVENT, bookings.c.user_id == _USER
-)
+_INSERT_BOOKINGS = insert(bookings)
 _INSERT_WAITING = insert(waiting)
-_JOINED_LINE = (
+_DELETE_BOOKINGS = bookings.delete().where(
+    bookings.c.event_id == _EVENT, bookings.c.user_id.in_(_USERS)
+)
+_DELETE_WAITING = waiting.delete().where(
+    waiting.c.event_id == _EVENT, waiting.c.user_id.in_(_USERS)
+)
+_UPDATE_EVENT = (
     update(events)
-    .where(events.c.id == _EVENT)
+    .where(events.c.id == bindparam("changed_id"))
     .values(
-        waiting_count=events.c.waiting_count + 1,
-        waitlist_version=events.c.waitlist_version + 1,
+        available_tickets=bindparam("available"),
+        waiting_count=bindparam("waiting"),
+        waitlist_version=bindparam("version"),
         next_waiting_seq=bindparam("next_seq"),
     )
 )
-_LEFT_LINE = (
-    update(events)
-    .where(events.c.id == _EVENT)
-    .values(
-        waiting_count=events.c.waiting_count - 1,
-        waitlist_version=events.c.waitlist_version + 1,
-    )
-)
-_DELETE_WAITING = waiting.delete().where(waiting.c.event_id == _EVENT, waiting.c.user_id == _USER)
+
 _WAITING_AFTER = (
     select(waiting.c.seq, waiting.c.user_id)
     .where(waiting.c.event_id == _EVENT, waiting.c.seq > bindparam("after_seq"))
@@ -101,61 +113,49 @@ def create_event(conn: Connection, name: str, total_tickets: int) -> int:
     return result.inserted_primary_key[0]
 
 
-def event(conn: Connection, event_id: int, for_update: bool = False) -> Row | None:
-    query = _SELECT_EVENT_FOR_UPDATE if for_update else _SELECT_EVENT
-    return conn.execute(query, {"event_id": event_id}).one_or_none()
+def event(conn: Connection, event_id: int) -> Row | None:
+    return conn.execute(_SELECT_EVENT, {"event_id": event_id}).one_or_none()
 
 
-def event_for_booking(
-    conn: Connection, event_id: int, user_id: int, for_update: bool = False
-) -> Row | None:
-    """The event row plus `user_booked`; with `for_update` the event row is locked first."""
-    if for_update:
-        conn.execute(_LOCK_EVENT, {"event_id": event_id})
-    query = _SELECT_EVENT_FOR_BOOKING
-    return conn.execute(query, {"event_id": event_id, "user_id": user_id}).one_or_none()
+def event_for_booking(conn: Connection, event_id: int, user_id: int) -> Row | None:
+    """The event row plus `user_booked`."""
+    return conn.execute(
+        _SELECT_EVENT_FOR_BOOKING, {"event_id": event_id, "user_id": user_id}
+    ).one_or_none()
 
 
-def take_ticket(conn: Connection, event_id: int) -> bool:
-    """Claim one ticket; False when none is left (or no such event)."""
-    return conn.execute(_TAKE_TICKET, {"event_id": event_id}).rowcount == 1
+def batch_events(conn: Connection, event_ids: Iterable[int], for_update: bool) -> list[Row]:
+    query = _BATCH_EVENTS_FOR_UPDATE if for_update else _BATCH_EVENTS
+    return list(conn.execute(query, {"event_ids": list(event_ids)}))
 
 
-def release_ticket(conn: Connection, event_id: int) -> None:
-    conn.execute(_RELEASE_TICKET, {"event_id": event_id})
+def holdings(
+    conn: Connection, event_ids: Iterable[int], user_ids: Iterable[int]
+) -> list[tuple[str, int, int, int | None]]:
+    """(kind, event_id, user_id, seq): "b" for a ticket, "w" for a place in line."""
+    rows = conn.execute(_HOLDINGS, {"event_ids": list(event_ids), "user_ids": list(user_ids)})
+    return [tuple(row) for row in rows]
 
 
-def add_booking(conn: Connection, event_id: int, user_id: int) -> bool:
-    """Insert a booking; False when the user already has one (the unique key says so)."""
-    try:
-        conn.execute(_INSERT_BOOKING, {"event_id": event_id, "user_id": user_id})
-    except IntegrityError:
-        return False
-    return True
-
-
-def delete_booking(conn: Connection, event_id: int, user_id: int) -> bool:
-    result = conn.execute(_DELETE_BOOKING, {"event_id": event_id, "user_id": user_id})
-    return result.rowcount == 1
-
-
-def join_waiting_list(conn: Connection, event_id: int, user_id: int, seq: int) -> bool:
-    """Append the user at `seq`; False when already in line (the unique key says so)."""
-    try:
-        conn.execute(_INSERT_WAITING, {"event_id": event_id, "user_id": user_id, "seq": seq})
-    except IntegrityError:
-        return False
-    conn.execute(_JOINED_LINE, {"event_id": event_id, "next_seq": seq + 1})
-    return True
-
-
-def leave_waiting_list(conn: Connection, event_id: int, user_id: int) -> bool:
-    """Take the user out of the line, counters included; False if they were not in it."""
-    result = conn.execute(_DELETE_WAITING, {"event_id": event_id, "user_id": user_id})
-    if result.rowcount != 1:
-        return False
-    conn.execute(_LEFT_LINE, {"event_id": event_id})
-    return True
+def write_batch(
+    conn: Connection,
+    deleted_bookings: dict[int, list[int]],
+    deleted_places: dict[int, list[int]],
+    new_bookings: list[dict],
+    new_places: list[dict],
+    changed_events: list[dict],
+) -> None:
+    """A batch's net effect: deletes first, so a user who left and came back is re-added."""
+    for event_id, user_ids in deleted_places.items():
+        conn.execute(_DELETE_WAITING, {"event_id": event_id, "user_ids": user_ids})
+    for event_id, user_ids in deleted_bookings.items():
+        conn.execute(_DELETE_BOOKINGS, {"event_id": event_id, "user_ids": user_ids})
+    if new_bookings:
+        conn.execute(_INSERT_BOOKINGS, new_bookings)
+    if new_places:
+        conn.execute(_INSERT_WAITING, new_places)
+    if changed_events:
+        conn.execute(_UPDATE_EVENT, changed_events)
 
 
 def waiting_rows(conn: Connection, event_id: int, after_seq: int = 0) -> list[tuple[int, int]]:
@@ -168,6 +168,11 @@ def head_seq(conn: Connection, event_id: int) -> int | None:
     return conn.execute(_HEAD_SEQ, {"event_id": event_id}).scalar_one_or_none()
 
 
+def waiting_ahead(conn: Connection, event_id: int, seq: int) -> int:
+    """How many committed places in line come before `seq` (an index range count)."""
+    return conn.execute(_WAITING_AHEAD, {"event_id": event_id, "seq": seq}).scalar_one()
+
+
 def position(conn: Connection, event_id: int, user_id: int) -> int | None:
     """The user's 1-based place in line, or None: counts only those ahead (an index range)."""
     seq = conn.execute(
@@ -175,4 +180,4 @@ def position(conn: Connection, event_id: int, user_id: int) -> int | None:
     ).scalar_one_or_none()
     if seq is None:
         return None
-    return conn.execute(_WAITING_AHEAD, {"event_id": event_id, "seq": seq}).scalar_one() + 1
+    return waiting_ahead(conn, event_id, seq) + 1

@@ -18,10 +18,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from .batches import send_as_batch
 from .conftest import wipe
 
 USERS = st.integers(min_value=1, max_value=4)
 TOTALS = st.integers(min_value=0, max_value=2)
+PATHS = st.sampled_from(["book", "cancel"])
 UNKNOWN_EVENT = 9_000_000_000
 
 
@@ -71,6 +73,9 @@ def test_the_api_follows_the_model(app, admin, settings):
 
         def book_one(self, event_id, user):
             response = client.post("/api/events/book", json={"userId": user, "eventId": event_id})
+            self.expect_book(event_id, user, response)
+
+        def expect_book(self, event_id, user, response):
             event = self.events[event_id]
             if user in event.booked:
                 assert response.status_code == 409
@@ -96,6 +101,9 @@ def test_the_api_follows_the_model(app, admin, settings):
         def cancel(self, data, user):
             event_id = self.pick(data)
             response = client.post("/api/events/cancel", json={"userId": user, "eventId": event_id})
+            self.expect_cancel(event_id, user, response)
+
+        def expect_cancel(self, event_id, user, response):
             event = self.events[event_id]
             if user not in event.booked and user not in event.line:
                 assert response.status_code == 404
@@ -115,6 +123,22 @@ def test_the_api_follows_the_model(app, admin, settings):
                 event.line.remove(user)
                 assert response.status_code == 200
                 assert response.json["status"] == "left_waiting_list"
+
+        @rule(data=st.data(), calls=st.lists(st.tuples(PATHS, USERS), min_size=2, max_size=6))
+        def burst(self, data, calls):
+            """Changes sent at once commit as group-commit batches; each answer must be
+            what running them one at a time in their queue order gives."""
+            events = st.sampled_from([*sorted(self.events), UNKNOWN_EVENT])
+            calls = [(path, data.draw(events), user) for path, user in calls]
+            for (path, event_id, user), response in zip(
+                calls, send_as_batch(app, calls), strict=True
+            ):
+                if event_id == UNKNOWN_EVENT:
+                    assert response.status_code == 404
+                elif path == "book":
+                    self.expect_book(event_id, user, response)
+                else:
+                    self.expect_cancel(event_id, user, response)
 
         @rule(user=USERS, path=st.sampled_from(["book", "cancel"]))
         def an_unknown_event_is_404(self, user, path):
