@@ -10,6 +10,7 @@ from werkzeug.exceptions import BadRequest
 
 from . import database, domain
 from .extensions import admin_auth
+from .observability import note
 from .schemas import (
     BookingRequest,
     BookingResult,
@@ -123,6 +124,7 @@ def _event(state: domain.EventState) -> dict:
 @problems(400, 401, 415, 429, 503)
 def initialize(body):
     state = service().initialize(body["event_name"], body["total_tickets"])
+    note(eventId=state.event_id, totalTickets=state.total_tickets, outcome="initialized")
     location = url_for("events.status", event_id=state.event_id)
     return _event(state), {"Location": location}
 
@@ -136,7 +138,9 @@ def book(body):
     result = service().book(body["event_id"], body["user_id"])
     shaped = {"event_id": result.event_id, "user_id": result.user_id}
     if isinstance(result, domain.Waitlisted):
+        note(**_logged(result), outcome="waitlisted")
         return {"status": "waitlisted", **shaped, "position": result.position}
+    note(**_logged(result), outcome="booked")
     return {"status": "booked", **shaped}
 
 
@@ -149,8 +153,15 @@ def cancel(body):
     result = service().cancel(body["event_id"], body["user_id"])
     shaped = {"event_id": result.event_id, "user_id": result.user_id}
     if isinstance(result, domain.Cancelled):
-        return {"status": "cancelled", **shaped, "promoted_user_id": result.promoted_user_id}
+        promoted = result.promoted_user_id
+        note(**_logged(result), outcome="cancelled", promotedUserId=promoted)
+        return {"status": "cancelled", **shaped, "promoted_user_id": promoted}
+    note(**_logged(result), outcome="left_waiting_list")
     return {"status": "left_waiting_list", **shaped}
+
+
+def _logged(result) -> dict:
+    return {"eventId": result.event_id, "userId": result.user_id}
 
 
 @blp.get(f"/api/events/status/{EVENT_ID}")

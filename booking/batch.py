@@ -55,6 +55,7 @@ class Batch:
         self._unbooked: set[Pair] = set()  # committed tickets taken away
         self._unplaced: set[Pair] = set()  # committed places taken away
         self._line_changes: list[tuple[int, int, object]] = []  # (event, from version, change)
+        self.locked_at: float | None = None  # when the database's lock was had (monotonic)
 
     def load(self, pairs: list[tuple[int | None, int | None]]) -> None:
         """Read every event the changes name and their users' tickets and places."""
@@ -194,7 +195,7 @@ class Batch:
         ]
         changed_events = [
             {
-                "changed_id": event.id,
+                "id": event.id,
                 "available": event.available_tickets,
                 "waiting": event.waiting_count,
                 "version": event.waitlist_version,

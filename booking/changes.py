@@ -1,8 +1,7 @@
 """Group commit: the thread that holds the lock runs every change queued behind it.
 
-A request hands its change to `GroupCommit.run`. Changes queue per stripe (the
-whole process in table and SQLite mode; a stripe of events in row mode). When
-no other thread of the stripe is leading, the caller leads: it takes every
+A request hands its change to `GroupCommit.run`, which queues it in its
+process. When no other thread is leading, the caller leads: it takes every
 change queued so far (at most BATCH_MAX_SIZE), and under the process lock and
 the database's lock runs them in ONE transaction, one after another in arrival
 order, each seeing what those before it did. One COMMIT, then the waiting-list
@@ -28,7 +27,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from .batch import Batch
@@ -46,7 +45,7 @@ Rule = Callable[[Batch], Any]
 
 
 class Change:
-    __slots__ = ("error", "event_id", "request_id", "result", "rule", "state", "user_id")
+    __slots__ = ("error", "event_id", "request_id", "result", "rule", "state", "user_id", "wake")
 
     def __init__(self, event_id: int | None, user_id: int | None, rule: Rule):
         self.event_id = event_id
@@ -56,6 +55,9 @@ class Change:
         self.state = QUEUED
         self.result: Any = None
         self.error: BaseException | None = None
+        # Set when the change was answered or its thread is to lead: each waiting
+        # thread is woken on its own, never all of them for every batch.
+        self.wake = threading.Event()
 
     def answer(self) -> Any:
         if self.error is not None:
@@ -68,10 +70,10 @@ class RerunAlone(Exception):
 
 
 class _Queue:
-    """One stripe's queue and who leads it."""
+    """The process's queue of changes and who leads it."""
 
     def __init__(self):
-        self.ready = threading.Condition(threading.Lock())
+        self.guard = threading.Lock()
         self.changes: deque[Change] = deque()
         self.leading = False
         self.entered = 0  # changes ever queued here
@@ -79,46 +81,53 @@ class _Queue:
     def wait_turn(self, change: Change, timeout: float) -> bool:
         """Queue `change`; True when the caller must lead, False once it was answered."""
         deadline = time.monotonic() + timeout
-        with self.ready:
+        with self.guard:
             self.changes.append(change)
             self.entered += 1
-            while self.leading and change.state != DONE:
-                if change.state == RUNNING:
-                    self.ready.wait()  # a running batch answers it, whatever happens
-                    continue
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+            if not self.leading:
+                self.leading = True
+                return True
+        while True:
+            # A running batch answers its changes whatever happens; only a change
+            # still queued gives up when its time is over.
+            queued = change.state == QUEUED
+            change.wake.wait(max(0.0, deadline - time.monotonic()) if queued else None)
+            with self.guard:
+                change.wake.clear()
+                if change.state == DONE:
+                    return False
+                if not self.leading:
+                    self.leading = True
+                    return True
+                if change.state == QUEUED and time.monotonic() >= deadline:
                     self.changes.remove(change)
                     raise LockTimeout("the changes queued ahead took too long")
-                self.ready.wait(remaining)
-            if change.state == DONE:
-                return False
-            self.leading = True
-            return True
 
     def take(self, limit: int) -> list[Change]:
-        with self.ready:
+        with self.guard:
             batch = [self.changes.popleft() for _ in range(min(limit, len(self.changes)))]
             for change in batch:
                 change.state = RUNNING
             return batch
 
     def put_back(self, changes: list[Change]) -> None:
-        with self.ready:
+        with self.guard:
             for change in reversed(changes):
                 change.state = QUEUED
                 self.changes.appendleft(change)
 
     def answered(self, changes: list[Change]) -> None:
-        with self.ready:
+        with self.guard:
             for change in changes:
                 change.state = DONE
-            self.ready.notify_all()
+                change.wake.set()
 
     def step_down(self) -> None:
-        with self.ready:
+        """Hand the lead to the first change still queued, if any."""
+        with self.guard:
             self.leading = False
-            self.ready.notify_all()
+            if self.changes:
+                self.changes[0].wake.set()
 
 
 class GroupCommit:
@@ -135,8 +144,9 @@ class GroupCommit:
         self.waiting_lists = waiting_lists
         self.max_size = max(1, max_size)
         self.max_hold = max_hold
-        self._queues: dict[int, _Queue] = {}
-        self._queues_guard = threading.Lock()
+        self._queue = _Queue()
+        self._totals_guard = threading.Lock()
+        self._conn: Connection | None = None  # only ever used by the leading thread
         # This process's totals, for logs, tests and benchmarks.
         self.batches = 0
         self.changes = 0
@@ -144,28 +154,39 @@ class GroupCommit:
     @property
     def submitted(self) -> int:
         """How many changes were ever queued in this process (tests wait on it)."""
-        with self._queues_guard:
-            return sum(queue.entered for queue in self._queues.values())
+        return self._queue.entered
 
     def run(self, event_id: int | None, user_id: int | None, rule: Rule) -> Any:
         """Run `rule(batch)` in some batch's transaction; its result once committed."""
-        stripe = self.lock.stripe(event_id)
         change = Change(event_id, user_id, rule)
-        with self._queues_guard:
-            queue = self._queues.setdefault(stripe, _Queue())
-        if queue.wait_turn(change, self.lock.timeout):
+        if self._queue.wait_turn(change, self.lock.timeout):
             try:
-                self._lead(queue, stripe, change)
+                self._lead(change)
             finally:
-                queue.step_down()
+                if not self._queue.changes:
+                    self._close_connection()  # idle: back to the pool
+                self._queue.step_down()
         return change.answer()
 
-    def _lead(self, queue: _Queue, stripe: int, mine: Change) -> None:
+    def _connection(self) -> Connection:
+        """The leaders' connection. While changes keep coming it passes from one
+        leader to the next, which spares each batch the pool's ping and reset."""
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        return self._conn
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+    def _lead(self, mine: Change) -> None:
         """Run batches from the front of the queue until this thread's own change is done."""
+        queue = self._queue
         while mine.state != DONE:
             batch = queue.take(self.max_size)
             try:
-                ran = self._run(stripe, batch)
+                ran = self._run(batch)
             except BaseException as error:  # the worker is being stopped: answer everyone
                 for change in batch:
                     if change.error is None and change.result is None:
@@ -175,21 +196,20 @@ class GroupCommit:
             queue.put_back(batch[ran:])
             queue.answered(batch[:ran])
 
-    def _run(self, stripe: int, batch: list[Change]) -> int:
+    def _run(self, batch: list[Change]) -> int:
         """Run `batch` (or its first part, within the hold time); how many ran."""
         started = time.monotonic()
         try:
-            with self.lock.held(stripe):
-                waited = time.monotonic() - started
+            with self.lock.held():
                 label = {"batchSize": len(batch), "eventId": batch[0].event_id}
                 outcomes, tx = self.lock.attempts(lambda: self._transaction(batch, False), label)
         except RerunAlone as rerun:
-            self._log(batch, started, None, "rerun", error=repr(rerun.__cause__))
+            self._log(batch, started, "rerun", error=repr(rerun.__cause__))
             for change in batch:
-                self._run_alone(stripe, change)
+                self._run_alone(change)
             return len(batch)
         except (SQLAlchemyError, LockTimeout) as error:
-            self._log(batch, started, None, "failed", error=repr(error))
+            self._log(batch, started, "failed", error=repr(error))
             for change in batch:
                 change.error = error
             return len(batch)
@@ -197,12 +217,12 @@ class GroupCommit:
         for change, (result, error) in zip(batch, outcomes, strict=False):
             change.result, change.error = result, error
         self._count(len(outcomes))
-        self._log(batch[: len(outcomes)], started, waited, "committed")
+        self._log(batch[: len(outcomes)], started, "committed", locked=tx.locked_at)
         return len(outcomes)
 
-    def _run_alone(self, stripe: int, change: Change) -> None:
+    def _run_alone(self, change: Change) -> None:
         try:
-            with self.lock.held(stripe):
+            with self.lock.held():
                 label = {"batchSize": 1, "eventId": change.event_id}
                 outcomes, tx = self.lock.attempts(lambda: self._transaction([change], True), label)
         except Exception as error:
@@ -213,41 +233,55 @@ class GroupCommit:
         self._count(1)
 
     def _count(self, changes: int) -> None:
-        with self._queues_guard:  # leaders of different stripes commit at once
+        with self._totals_guard:
             self.batches += 1
             self.changes += changes
 
     def _transaction(self, batch: list[Change], alone: bool):
         """One attempt: the batch's changes in one protected transaction."""
-        started = time.monotonic()
-        outcomes: list[tuple[Any, BookingError | None]] = []
-        with self.engine.connect() as conn, self.lock.transaction(conn):
-            tx = Batch(conn, self.waiting_lists, self.lock.lock_rows)
-            tx.load([(change.event_id, change.user_id) for change in batch])
-            for change in batch:
-                if outcomes and time.monotonic() - started > self.max_hold:
-                    break  # the rest wait for the next batch
-                try:
-                    outcomes.append((change.rule(tx), None))
-                except BookingError as refusal:
-                    outcomes.append((None, refusal))
-                except Exception as error:
-                    _rerun_unless_database(error, alone)
-            try:
-                tx.write()
-            except Exception as error:
-                _rerun_unless_database(error, alone)
+        conn = self._connection()
+        try:
+            with self.lock.transaction(conn):
+                tx = Batch(conn, self.waiting_lists, self.lock.lock_rows)
+                tx.locked_at = time.monotonic()
+                outcomes = self._apply(tx, batch, alone)
+        except BaseException:
+            self._close_connection()  # rolled back, or lost: start afresh from the pool
+            raise
         return outcomes, tx
 
-    def _log(self, batch, started, waited, outcome, **extra) -> None:
+    def _apply(self, tx: Batch, batch: list[Change], alone: bool) -> list:
+        """Run the changes in order against the batch's view, then write their effect."""
+        started = time.monotonic()
+        outcomes: list[tuple[Any, BookingError | None]] = []
+        tx.load([(change.event_id, change.user_id) for change in batch])
+        for change in batch:
+            if outcomes and time.monotonic() - started > self.max_hold:
+                break  # the rest wait for the next batch
+            try:
+                outcomes.append((change.rule(tx), None))
+            except BookingError as refusal:
+                outcomes.append((None, refusal))
+            except Exception as error:
+                _rerun_unless_database(error, alone)
+        try:
+            tx.write()
+        except Exception as error:
+            _rerun_unless_database(error, alone)
+        return outcomes
+
+    def _log(self, batch, started, outcome, locked: float | None = None, **extra) -> None:
+        """One line per batch: waitMs until the database's lock was had (LOCK TABLES; in
+        row mode the row locks come later, inside holdMs), holdMs from then to COMMIT."""
+        now = time.monotonic()
         log.info(
             "batch",
             extra={
                 "outcome": outcome,
                 "batchSize": len(batch),
                 "lockMode": self.lock.name,
-                "waitMs": None if waited is None else round(waited * 1000, 3),
-                "holdMs": round((time.monotonic() - started) * 1000, 3),
+                "waitMs": round(((locked or now) - started) * 1000, 3),
+                "holdMs": None if locked is None else round((now - locked) * 1000, 3),
                 "requestIds": [change.request_id for change in batch],
                 **extra,
             },

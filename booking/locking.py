@@ -1,16 +1,16 @@
 """How a batch of changes is protected: an in-process lock, then the database's own lock.
 
 The group commit (changes.py) runs each batch as one transaction inside
-`BookingLock.transaction(conn)`, under the thread lock `held(stripe)`, and lets
+`BookingLock.transaction(conn)`, under the process-wide thread lock `held()`, and lets
 `BookingLock.attempts` decide whether a failed attempt is run again:
 
 - table (MySQL/MariaDB default): LOCK TABLES around the transaction. Every
   batch on the server runs one at a time; one process-wide thread lock.
 - row (BOOKING_LOCK=row, for Galera and other clusters): a plain transaction
   whose first statement locks the batch's event rows in ascending id order
-  (SELECT ... FOR UPDATE). Batches for different events run in parallel, each
-  stripe of events with its own thread lock; a conflict between cluster nodes
-  surfaces as a deadlock error and the whole batch is run again.
+  (SELECT ... FOR UPDATE). Batches of different processes or hosts that touch
+  different events run in parallel; a conflict between cluster nodes surfaces
+  as a deadlock error and the whole batch is run again.
 - immediate (SQLite): BEGIN IMMEDIATE.
 """
 
@@ -34,7 +34,6 @@ T = TypeVar("T")
 # session touch a table (or alias) it did not name.
 LOCK_TABLES = "LOCK TABLES events WRITE, bookings WRITE, waiting_list_entries WRITE"
 DEADLOCK = 1213  # ER_LOCK_DEADLOCK, SQLSTATE 40001; Galera's certification failure too
-NO_EVENT = -1  # the stripe of changes that name no event (creating one)
 
 
 class BookingLock:
@@ -49,22 +48,14 @@ class BookingLock:
         # Also guards the in-memory waiting lists of this process.
         self.process_lock = threading.Lock()
 
-    def stripe(self, event_id: int | None) -> int:
-        """Changes in one stripe share a queue, a thread lock and a batch."""
-        return 0
-
-    def _thread_lock(self, stripe: int) -> threading.Lock:
-        return self.process_lock
-
     @contextmanager
-    def held(self, stripe: int = 0) -> Iterator[None]:
-        lock = self._thread_lock(stripe)
-        if not lock.acquire(timeout=self.timeout):
+    def held(self) -> Iterator[None]:
+        if not self.process_lock.acquire(timeout=self.timeout):
             raise LockTimeout("another change in this process held the lock too long")
         try:
             yield
         finally:
-            lock.release()
+            self.process_lock.release()
 
     def attempts(self, attempt: Callable[[], T], label: dict) -> T:
         """Run one attempt at a batch; only row mode tries again (see RowLock)."""
@@ -120,20 +111,10 @@ class RowLock(BookingLock):
     lock_rows = True
     first_backoff = 0.004  # seconds; doubled per attempt, full jitter
     max_backoff = 0.1  # the longest single wait between attempts
-    stripes = 64
 
     def __init__(self, engine: Engine, timeout: float):
         super().__init__(engine, timeout)
-        # Batches for different events need not wait for each other in this
-        # process either; a stripe also guards its events' waiting-list copies.
-        self._stripes = [threading.Lock() for _ in range(self.stripes)]
         self.retries = 0  # deadlock retries in this process, for logs and benchmarks
-
-    def stripe(self, event_id: int | None) -> int:
-        return NO_EVENT if event_id is None else event_id % self.stripes
-
-    def _thread_lock(self, stripe: int) -> threading.Lock:
-        return self.process_lock if stripe == NO_EVENT else self._stripes[stripe]
 
     def attempts(self, attempt: Callable[[], T], label: dict) -> T:
         # Conflicts on one hot row across three nodes can take many attempts;

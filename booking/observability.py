@@ -1,8 +1,9 @@
 """JSON logs, request ids, and the request log line.
 
 One JSON object per line, to LOG_FILE and to stderr. Every line logged while a
-request is served carries that request's id; the booking rules log their
-outcomes on the `booking.events` logger with eventId, userId and outcome.
+request is served carries that request's id. A change's outcome (eventId,
+userId, outcome, promotedUserId) rides on its request's line, set by the
+blueprint with `note()`: one line per request keeps logging off the hot path.
 """
 
 import logging
@@ -79,6 +80,11 @@ def _file_handler(path: str) -> logging.Handler:
         ) from None
 
 
+def note(**fields) -> None:
+    """Add fields to this request's log line."""
+    g.log_fields = {**g.get("log_fields", {}), **fields}
+
+
 def init_app(app: Flask) -> None:
     configure_logging(app)
 
@@ -109,6 +115,7 @@ def init_app(app: Flask) -> None:
                 if started
                 else None,
                 "client": request.remote_addr,
+                **g.get("log_fields", {}),
             },
         )
         return response

@@ -6,8 +6,6 @@ total, nobody waits while a ticket is free, a user holds at most one ticket or
 one place per event), and decides every refusal before it changes anything.
 """
 
-import logging
-
 from sqlalchemy import Engine
 
 from . import store
@@ -27,8 +25,6 @@ from .domain import (
 )
 from .locking import BookingLock
 from .waitlist import WaitingLists
-
-log = logging.getLogger("booking.events")
 
 
 def book(tx: Batch, event_id: int, user_id: int) -> Booked | Waitlisted:
@@ -84,36 +80,13 @@ class BookingService:
 
     def initialize(self, name: str, total_tickets: int) -> EventState:
         event_id = self.changes.run(None, None, lambda tx: tx.create_event(name, total_tickets))
-        log.info(
-            "event initialized",
-            extra={"eventId": event_id, "totalTickets": total_tickets, "outcome": "initialized"},
-        )
         return EventState(event_id, name, total_tickets, total_tickets, 0)
 
     def book(self, event_id: int, user_id: int) -> Booked | Waitlisted:
-        result = self.changes.run(event_id, user_id, lambda tx: book(tx, event_id, user_id))
-        outcome = "booked" if isinstance(result, Booked) else "waitlisted"
-        log.info(outcome, extra={"eventId": event_id, "userId": user_id, "outcome": outcome})
-        return result
+        return self.changes.run(event_id, user_id, lambda tx: book(tx, event_id, user_id))
 
     def cancel(self, event_id: int, user_id: int) -> Cancelled | LeftWaitingList:
-        result = self.changes.run(event_id, user_id, lambda tx: cancel(tx, event_id, user_id))
-        if isinstance(result, Cancelled):
-            log.info(
-                "cancelled",
-                extra={
-                    "eventId": event_id,
-                    "userId": user_id,
-                    "outcome": "cancelled",
-                    "promotedUserId": result.promoted_user_id,
-                },
-            )
-        else:
-            log.info(
-                "left waiting list",
-                extra={"eventId": event_id, "userId": user_id, "outcome": "left_waiting_list"},
-            )
-        return result
+        return self.changes.run(event_id, user_id, lambda tx: cancel(tx, event_id, user_id))
 
     def status(self, event_id: int) -> EventState:
         with self.engine.connect() as conn:
@@ -139,6 +112,6 @@ class BookingService:
 
     def waiting_list(self, event_id: int) -> list[int]:
         """The line in order, from this process's copy once it is made current."""
-        with self.lock.held(self.lock.stripe(event_id)), self.engine.connect() as conn:
+        with self.lock.held(), self.engine.connect() as conn:
             event = _existing(store.event(conn, event_id), event_id)
             return list(self.waiting_lists.sync(conn, event).queue)

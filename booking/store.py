@@ -7,12 +7,14 @@ two statements and writes its net effect with one statement per table (per
 event for deletes); each uses an index, none scans or counts a whole event.
 """
 
+import functools
 from collections.abc import Iterable
 
 from sqlalchemy import (
     Connection,
     Row,
     bindparam,
+    case,
     exists,
     func,
     insert,
@@ -71,16 +73,33 @@ _DELETE_BOOKINGS = bookings.delete().where(
 _DELETE_WAITING = waiting.delete().where(
     waiting.c.event_id == _EVENT, waiting.c.user_id.in_(_USERS)
 )
-_UPDATE_EVENT = (
-    update(events)
-    .where(events.c.id == bindparam("changed_id"))
-    .values(
-        available_tickets=bindparam("available"),
-        waiting_count=bindparam("waiting"),
-        waitlist_version=bindparam("version"),
-        next_waiting_seq=bindparam("next_seq"),
+# The counters each change of a batch left on its events.
+_COUNTERS = {
+    "available_tickets": "available",
+    "waiting_count": "waiting",
+    "waitlist_version": "version",
+    "next_waiting_seq": "next_seq",
+}
+
+
+@functools.cache
+def _update_events(count: int):
+    """One UPDATE for `count` events: each counter a CASE on the id (built once per count)."""
+    ids = [bindparam(f"id_{i}") for i in range(count)]
+    return (
+        update(events)
+        .where(events.c.id.in_(ids))
+        .values(
+            {
+                column: case(
+                    *((events.c.id == ids[i], bindparam(f"{key}_{i}")) for i in range(count)),
+                    else_=events.c[column],
+                )
+                for column, key in _COUNTERS.items()
+            }
+        )
     )
-)
+
 
 _WAITING_AFTER = (
     select(waiting.c.seq, waiting.c.user_id)
@@ -155,7 +174,12 @@ def write_batch(
     if new_places:
         conn.execute(_INSERT_WAITING, new_places)
     if changed_events:
-        conn.execute(_UPDATE_EVENT, changed_events)
+        params = {
+            f"{key}_{i}": value
+            for i, event in enumerate(changed_events)
+            for key, value in event.items()
+        }
+        conn.execute(_update_events(len(changed_events)), params)
 
 
 def waiting_rows(conn: Connection, event_id: int, after_seq: int = 0) -> list[tuple[int, int]]:

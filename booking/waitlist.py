@@ -13,8 +13,8 @@ and catches up with what other processes or hosts did meanwhile:
   middle: reload the whole list.
 
 Catching up costs the changes made elsewhere, not the length of the list.
-A copy may only be used or changed under its event's lock (the process lock,
-or in row mode the event's stripe); the registry guards itself.
+A copy may only be used or changed under the process lock (changes change it
+only after their COMMIT); the registry guards itself.
 """
 
 import threading
