@@ -53,4 +53,3 @@ def on_starting(server):
 
     app = create_app()
     app.extensions["booking"].engine.dispose()
-

@@ -2,10 +2,12 @@
 
 `python -m bench` (or `make bench`) creates scratch databases (booking_bench,
 and booking_bench_growth for the million-row growth case; BENCH_MYSQL_URL),
-starts gunicorn on each (WEB_CONCURRENCY workers, default 4; RATE_LIMIT=off,
-LOG_LEVEL=INFO), drives them with an asyncio + aiohttp load generator, checks
-the invariants after every scenario, measures the ceilings (HTTP alone, the
-transaction alone), writes bench/results/latest.{json,md,png}, and drops the
+starts gunicorn on each (WEB_CONCURRENCY workers, default 2, x GUNICORN_THREADS
+threads from gunicorn.conf.py, default 16; RATE_LIMIT=off, LOG_LEVEL=INFO),
+drives them with an asyncio + aiohttp load generator, checks the invariants
+after every scenario, reads the group-commit batches each scenario caused from
+the servers' logs, measures the ceilings (HTTP alone, the transaction alone),
+writes bench/results/latest.{json,md,png}, and drops the
 databases. `--quick` is a scaled-down run; `--profile` adds a py-spy profile
 of the workers during a second hot-event run. Only loopback is ever contacted.
 
@@ -15,6 +17,7 @@ Modules, one job each:
   api        a small synchronous client for set-up and checks
   load       the load generator: N requests in flight, every latency recorded
   cpu        who used the two cores: generator, gunicorn, mariadbd, the machine
+  batches    the group-commit batches of a stretch, from the servers' log lines
   stats      percentiles and error counts of a run
   seed       rows written straight in SQL (big waiting lists, a million bookings)
   checks     the invariants, through SQL and through the API
@@ -22,5 +25,7 @@ Modules, one job each:
   growth     latency against event and table size, small vs large
   direct     the transaction ceiling: BookingService.book and raw SQL, no HTTP
   profile    optional py-spy sampling of the workers
-  report     the table, ratios, JSON, Markdown and the plot
+  ratios     the ratios printed after the tables, against their targets
+  report     the tables and ratio lines, JSON and Markdown
+  plot       the plot
 """

@@ -24,7 +24,8 @@ from .api import Api
 from .cpu import CpuMeter
 from .growth import growth as run_growth
 from .profile import Recorder, py_spy, snapshot, summarize
-from .server import DEFAULT_URL, ROOT, Database, Gunicorn
+from .ratios import ratios
+from .server import DEFAULT_URL, ROOT, Database, Gunicorn, gunicorn_settings
 from .settings import FULL, QUICK
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -36,8 +37,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workers",
         type=int,
-        default=int(os.environ.get("WEB_CONCURRENCY", "4")),
-        help="gunicorn workers (WEB_CONCURRENCY; default 4)",
+        default=int(os.environ.get("WEB_CONCURRENCY", "2")),
+        help="gunicorn workers (WEB_CONCURRENCY; default 2, as gunicorn.conf.py's);"
+        " threads per worker come from gunicorn.conf.py (GUNICORN_THREADS)",
     )
     parser.add_argument(
         "--concurrency",
@@ -116,62 +118,6 @@ def verify_target(db: Database, api: Api) -> int:
             " DATABASE_URL?); refusing to go on"
         )
     return event_id
-
-
-def ratio(name: str, numerator, denominator, target: str | None = None) -> dict:
-    value = round(numerator / denominator, 3) if numerator and denominator else None
-    met = None
-    if target and value is not None:
-        op, bound = target.split()
-        met = value >= float(bound) if op == ">=" else value <= float(bound)
-    return {"name": name, "value": value, "target": target, "met": met}
-
-
-def ratios(rows: dict, growth: dict) -> list[dict]:
-    hot = rows["hot"]["rps"]
-    found = [ratio("hot-event booking / healthz throughput", hot, rows["healthz"]["rps"], ">= 0.5")]
-    if "hot row" in rows:
-        found.append(
-            ratio(
-                "hot-event booking, row lock / healthz",
-                rows["hot row"]["rps"],
-                rows["healthz"]["rps"],
-            )
-        )
-        found.append(ratio("hot event: row lock / table lock", rows["hot row"]["rps"], hot))
-        found.append(
-            ratio(
-                "many events: row lock / table lock", rows["many row"]["rps"], rows["many"]["rps"]
-            )
-        )
-    if "cluster hot" in rows:
-        for key, label in (("hot", "hot event"), ("many", "many events")):
-            found.append(
-                ratio(
-                    f"{label}: 3-node cluster / single MariaDB, row lock",
-                    rows[f"cluster {key}"]["rps"],
-                    rows[f"{key} row"]["rps"],
-                )
-            )
-    for key, row in rows.items():
-        if key.startswith("direct"):
-            found.append(ratio(f"hot-event booking / {row['scenario']}", hot, row["rps"]))
-    small, large = growth["small"], growth["large"]
-    for kind, label, target in (
-        ("cancel", "cancel+promote", "<= 1.5"),
-        ("status", "status", "<= 1.5"),
-        ("rebook", "re-book (join line)", "<= 1.5"),
-    ):
-        for pct in ("p50_ms", "p99_ms"):
-            found.append(
-                ratio(
-                    f"growth {label} {pct[:3]} large/small",
-                    large[kind][pct],
-                    small[kind][pct],
-                    target,
-                )
-            )
-    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "source": source,
         "config": {
             "workers": args.workers,
+            **gunicorn_settings(),  # threads, worker_connections
             "concurrency": scale.concurrency,
             "growth_concurrency": scale.growth_concurrency,
             "log_level": "INFO",
@@ -263,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "setup": setup,
         "rows": list(rows.values()),
-        "ratios": ratios(rows, growth),
+        "ratios": ratios(rows, growth, "quick" if args.quick else "full"),
         "growth": growth,
         "profile": profile,
     }

@@ -3,6 +3,7 @@
 Reuses the cluster and nginx the cluster tests start (tests/galera.py,
 tests/proxies.py): three MariaDB Galera nodes on loopback, one gunicorn host per
 node, nginx balancing over the three. Skipped when the Galera packages are missing.
+The batch figures are of all three hosts' logs together.
 """
 
 import os
@@ -14,7 +15,8 @@ from . import scenarios
 from .api import Api
 from .server import Gunicorn
 
-RETRY_MESSAGE = "running the change again"
+# booking.locking's warning when error 1213 makes a row-lock batch run again.
+RETRY_MESSAGE = "running the batch again"
 
 
 def _migrate(url: str) -> None:
@@ -75,7 +77,7 @@ def run(ctx: scenarios.Context, password: str, workers: int, tmp: str, servers: 
         with UpstreamsNginx([h.port for h in hosts]) as nginx:
             here = scenarios.Context(
                 nginx.url, Api(nginx.url, password), engine, hosts[0],
-                ctx.scale, ctx.meter, ctx.say, ctx.users,
+                ctx.scale, ctx.meter, ctx.say, ctx.users, hosts=hosts,
             )  # fmt: skip
             for key, scenario, name in (
                 ("cluster hot", scenarios.hot_event, "hot event, 3-node Galera, row lock"),

@@ -7,9 +7,10 @@ machine's ceiling is 100 x nproc). From /proc/<pid>/stat (utime + stime) of
 every process, before and after, sorted by ancestry:
 
 - client: this process (the aiohttp load generator) and its children other
-  than gunicorn (the direct-transaction processes, py-spy);
+  than gunicorn and mariadbd (the direct-transaction processes, py-spy);
 - gunicorn: the masters and their workers;
-- mariadbd: the database server (which serves anyone else's queries too);
+- mariadbd: the database servers (which serve anyone else's queries too),
+  the Galera cluster's nodes included although this process started them;
 - others: every other process, with the children it reaped meanwhile
   (cutime + cstime), the busiest named in the JSON;
 - unattributed: the machine's busy time (/proc/stat) no process was charged
@@ -133,10 +134,11 @@ class CpuMeter:
             reaped = max(reaped, 0.0)
             if any(_descends(pid, server, after.processes) for server in servers):
                 groups["gunicorn"] += used + reaped
+            elif process.name in ("mariadbd", "mysqld"):
+                # Before the client: the cluster's Galera nodes are this process's children.
+                groups["mariadbd"] += used + reaped
             elif _descends(pid, self.own_pid, after.processes):
                 groups["client"] += used
-            elif process.name in ("mariadbd", "mysqld"):
-                groups["mariadbd"] += used + reaped
             elif used + reaped > 0:
                 groups["others"] += used + reaped
                 others[_command(pid, process.name)] += used + reaped
@@ -182,3 +184,18 @@ def combine(shares: list[dict]) -> dict:
         name: round(pct, 1) for name, pct in sorted(others.items(), key=lambda kv: -kv[1])[:5]
     }
     return combined
+
+
+def per_request(cpu: dict, requests: int) -> dict:
+    """The shares as CPU milliseconds per request: what one request cost each group,
+    whatever the rate (pct / 100 x wall_s x 1000 / requests)."""
+    if not cpu or not requests:
+        return cpu
+    return {
+        **cpu,
+        "requests": requests,
+        **{
+            f"{group}_ms_per_req": round(cpu[f"{group}_pct"] * cpu["wall_s"] * 10 / requests, 3)
+            for group in ("gunicorn", "mariadbd", "client")
+        },
+    }

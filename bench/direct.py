@@ -33,7 +33,7 @@ from booking.locking import LOCK_TABLES
 from . import seed
 from .api import Api
 from .checks import check
-from .cpu import CpuMeter
+from .cpu import CpuMeter, per_request
 from .stats import latency_ms
 
 LOCK_TIMEOUT = 5
@@ -249,5 +249,5 @@ def _row(kind, processes, latencies, wall, outcomes, parts, cpu, checked) -> dic
         "outcome": outcomes,
         "invariants_ok": None if checked is None else checked.ok,
         "problems": [] if checked is None else checked.problems[:20],
-        "cpu": cpu,
+        "cpu": per_request(cpu, len(latencies)),  # per transaction
     }

@@ -24,13 +24,12 @@ both sizes instead of loading it onto one. The ratios are large / small.
 """
 
 import itertools
-import json
 import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from . import load, seed
+from . import batches, load, seed
 from .checks import Checked, check
 from .cpu import combine
 from .load import Request, Response
@@ -55,9 +54,11 @@ class Size:
     cycles: list[Response] = field(default_factory=list)
     cycles_wall: float = 0.0
     cycles_cpu: list[dict] = field(default_factory=list)
+    cycles_batches: list[dict] = field(default_factory=list)  # the servers' batch log lines
     statuses: list[Response] = field(default_factory=list)
     status_wall: float = 0.0
     status_cpu: list[dict] = field(default_factory=list)
+    status_batches: list[dict] = field(default_factory=list)
     cycled: int = 0  # cancel + re-book cycles sent, warm-up included
 
     @property
@@ -76,20 +77,6 @@ def _short(n: int) -> str:
 def _cycles(event_id: int, users: Iterable[int]) -> list[tuple[Request, Request]]:
     """Cancel a ticket (the head of the line is promoted), then book again (join the tail)."""
     return [(cancel(event_id, u), book(event_id, u)) for u in users]
-
-
-def _new_log_lines(path: str, offset: int) -> tuple[list[dict], int]:
-    with open(path, "rb") as log:
-        log.seek(offset)
-        data = log.read()
-    end = data.rfind(b"\n") + 1
-    lines = []
-    for raw in data[:end].splitlines():
-        try:
-            lines.append(json.loads(raw))
-        except ValueError:
-            continue
-    return lines, offset + end
 
 
 def _prepare(size: Size) -> None:
@@ -132,7 +119,7 @@ def _warm_up(size: Size) -> None:
         run = load.run(ctx.base_url, _cycles(event_id, batch), s.growth_concurrency)
         responses.extend(run.responses)
         time.sleep(0.05)  # let the last log lines land
-        lines, offset = _new_log_lines(ctx.server.log_file, offset)
+        lines, offset = batches.new_lines(ctx.server.log_file, offset)
         served |= {
             line["process"]
             for line in lines
@@ -159,12 +146,17 @@ def _measure_block(size: Size, cycles: int, statuses: int) -> None:
     ctx, s = size.ctx, size.ctx.scale
     users = list(itertools.islice(size.holders, cycles))
     size.cycled += len(users)
+    marked = batches.marks(ctx.log_files)
     before = ctx.meter.sample()
     run = load.run(ctx.base_url, _cycles(size.event.event_id, users), s.growth_concurrency)
     middle = ctx.meter.sample()
+    size.cycles_batches.extend(batches.since(marked))
+    marked = batches.marks(ctx.log_files)
+    resumed = ctx.meter.sample()  # reading the log is not the reads' CPU
     reads = load.run(ctx.base_url, [status(size.event.event_id)] * statuses, s.growth_concurrency)
     size.cycles_cpu.append(ctx.meter.shares(before, middle))
-    size.status_cpu.append(ctx.meter.shares(middle, ctx.meter.sample()))
+    size.status_cpu.append(ctx.meter.shares(resumed, ctx.meter.sample()))
+    size.status_batches.extend(batches.since(marked))
     size.cycles.extend(run.responses)
     size.cycles_wall += run.wall
     size.statuses.extend(reads.responses)
@@ -216,7 +208,10 @@ def _finish(size: Size) -> dict:
         "waiting": size.waiting,
         "bookings_table_rows": size.table_rows,
     }
+    # The cancel and re-book rows are one stretch of cycles: they share its CPU (per request
+    # of both kinds) and its batches, which hold both kinds of change.
     cycles_cpu = combine(size.cycles_cpu)
+    cycles_batches = batches.summarize(size.cycles_batches)
     return {
         "label": size.label,
         "server": ctx.base_url,
@@ -229,6 +224,8 @@ def _finish(size: Size) -> dict:
             summarize(cancels, size.cycles_wall, {200}),
             cycles_cpu,
             checked,
+            cycles_batches,
+            len(size.cycles),
             sizes=sizes,
         ),
         "rebook": row(
@@ -236,6 +233,8 @@ def _finish(size: Size) -> dict:
             summarize(books, size.cycles_wall, {201}),
             cycles_cpu,
             checked,
+            cycles_batches,
+            len(size.cycles),
             sizes=sizes,
         ),
         "status": row(
@@ -243,6 +242,7 @@ def _finish(size: Size) -> dict:
             summarize(size.statuses, size.status_wall, {200}),
             combine(size.status_cpu),
             status_checked,
+            batches.summarize(size.status_batches),
             sizes=sizes,
         ),
     }

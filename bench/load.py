@@ -81,8 +81,8 @@ async def _run(
 ) -> tuple[list[Response], float]:
     responses: list[Response] = []
     items = iter(work)
-    # One connection per worker. gunicorn's sync workers close the connection
-    # after every response, so each request opens a new one, as a browser would.
+    # At most one connection per worker, kept alive between its requests (gunicorn's
+    # gthread workers keep them for `keepalive` seconds), as a browser would.
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     client_timeout = aiohttp.ClientTimeout(total=timeout)
     async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:

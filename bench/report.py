@@ -4,6 +4,8 @@ import json
 import os
 from pathlib import Path
 
+from .plot import plot
+
 COLUMNS = ("scenario", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "invariants")
 CPU_COLUMNS = (
     "scenario",
@@ -14,13 +16,35 @@ CPU_COLUMNS = (
     "others",
     "unattributed",
     "machine busy",
+    "gunicorn ms/req",
+    "mariadbd ms/req",
+)
+BATCH_COLUMNS = (
+    "scenario",
+    "batches",
+    "changes",
+    "mean size",
+    "p99 size",
+    "max size",
+    "rerun",
+    "failed",
+    "hold p50 ms",
+    "hold p99 ms",
+    "workers",
 )
 
 
 CPU_NOTE = (
     "CPU over each measured stretch, in % of one core (client: the aiohttp load generator,"
     " or the direct-transaction processes; others: other processes on the machine;"
-    " unattributed: busy time charged to no process, e.g. interrupts):"
+    " unattributed: busy time charged to no process, e.g. interrupts; ms/req: CPU"
+    " milliseconds per request, or per transaction for the direct rows):"
+)
+BATCH_NOTE = (
+    "Group-commit batches the servers logged during each measured stretch (committed ones;"
+    " changes: requests answered from them; rerun: batches that ran their changes again one"
+    " by one; failed: batches answered with 503; hold: lock had to COMMIT; workers: processes"
+    " that led batches; the growth cancel and re-book rows share one stretch):"
 )
 
 
@@ -63,6 +87,36 @@ def cpu_rows(results: dict) -> list[tuple]:
                     )
                 ),
                 f"{cpu['machine_busy_pct']:.0f}% of {cpu['machine_capacity_pct']}%",
+                *(_num(cpu.get(f"{group}_ms_per_req"), 2) for group in ("gunicorn", "mariadbd")),
+            )
+        )
+    return rows
+
+
+def _num(value, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def batch_rows(results: dict) -> list[tuple]:
+    """Rows that talked to a server; the direct ones have no batches to show."""
+    rows = []
+    for r in results["rows"]:
+        b = r.get("batches")
+        if b is None:
+            continue
+        rows.append(
+            (
+                r["scenario"],
+                f"{b['batches']:,}",
+                f"{b['changes']:,}",
+                _num(b["mean_size"], 1),
+                _num(b["p99_size"]),
+                _num(b["max_size"]),
+                str(b["rerun"]),
+                str(b["failed"]),
+                _num(b["hold_p50_ms"], 1),
+                _num(b["hold_p99_ms"], 1),
+                str(b["processes"]) if b["batches"] else "-",
             )
         )
     return rows
@@ -127,7 +181,9 @@ def machine_lines(results: dict) -> list[str]:
         f"{m['mariadb'].get('innodb_flush_log_at_trx_commit')},"
         f" innodb_buffer_pool_size={m['mariadb'].get('innodb_buffer_pool_size')}),"
         f" Python {m['python']}, {m['kernel']}",
-        f"gunicorn: WEB_CONCURRENCY={c['workers']} sync workers, LOG_LEVEL={c['log_level']}"
+        f"gunicorn: {c['workers']} workers x {c.get('threads', '?')} threads (gthread,"
+        f" WEB_CONCURRENCY={c['workers']}, GUNICORN_THREADS={c.get('threads', '?')},"
+        f" worker_connections={c.get('worker_connections', '?')}), LOG_LEVEL={c['log_level']}"
         f" (JSON lines to a file and stderr), RATE_LIMIT={c['rate_limit']};"
         f" load generator: aiohttp, {c['concurrency']} in flight"
         f" ({c['growth_concurrency']} for growth), one process",
@@ -140,6 +196,9 @@ def text(results: dict) -> str:
         "",
         CPU_NOTE,
         _text_table(CPU_COLUMNS, cpu_rows(results)),
+        "",
+        BATCH_NOTE,
+        _text_table(BATCH_COLUMNS, batch_rows(results)),
         "",
         *ratio_lines(results),
         *retry_lines(results),
@@ -154,7 +213,7 @@ def text(results: dict) -> str:
 def retry_lines(results: dict) -> list[str]:
     """Row-lock reruns on error 1213 (cluster conflicts), per scenario that counted them."""
     return [
-        f"{row['scenario']}: {row['retries_1213']['total']} retries on error 1213"
+        f"{row['scenario']}: {row['retries_1213']['total']} batch retries on error 1213"
         f" (per host {row['retries_1213']['per_host']})"
         for row in results["rows"]
         if row.get("retries_1213")
@@ -191,6 +250,10 @@ def markdown(results: dict) -> str:
             "",
             _md_table(CPU_COLUMNS, cpu_rows(results)),
             "",
+            BATCH_NOTE,
+            "",
+            _md_table(BATCH_COLUMNS, batch_rows(results)),
+            "",
             *(f"- {line}" for line in ratio_lines(results)),
             *(f"- {line}" for line in retry_lines(results)),
             *warm_lines,
@@ -218,104 +281,4 @@ def write(results: dict, directory: Path) -> dict[str, Path]:
 def _atomic(path: Path, content: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(content, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    rows = results["rows"]
-    names = [r["scenario"] for r in rows]
-    fig = plt.figure(figsize=(15, 11), layout="constrained")
-    grid = fig.add_gridspec(2, 2, height_ratios=[1.25, 1])
-    ax_rps, ax_lat, ax_growth = (
-        fig.add_subplot(grid[0, 0]),
-        fig.add_subplot(grid[0, 1]),
-        fig.add_subplot(grid[1, :]),
-    )
-    y = range(len(rows))
-    colors = [
-        "tab:gray"
-        if "healthz" in n or n.startswith("direct")
-        else "tab:olive"
-        if n.startswith("growth")
-        else "tab:blue"
-        for n in names
-    ]
-    ax_rps.barh(y, [r["rps"] for r in rows], color=colors)
-    ax_rps.set_yticks(list(y), names, fontsize=8)
-    ax_rps.invert_yaxis()
-    ax_rps.set_xlabel("requests (or transactions) per second")
-    ax_rps.set_title("Throughput (grey: ceilings; growth runs at 8 in flight)")
-    for i, r in enumerate(rows):
-        ax_rps.text(r["rps"], i, f" {r['rps']:,.0f}", va="center", fontsize=7)
-
-    height = 0.4
-    ax_lat.barh([i - height / 2 for i in y], [r["p50_ms"] for r in rows], height, label="p50")
-    ax_lat.barh([i + height / 2 for i in y], [r["p99_ms"] for r in rows], height, label="p99")
-    ax_lat.set_yticks(list(y), [""] * len(rows))
-    ax_lat.invert_yaxis()
-    ax_lat.set_xscale("log")
-    ax_lat.set_xlabel("latency, ms (log scale)")
-    ax_lat.set_title("Latency per scenario")
-    ax_lat.legend(loc="lower right")
-
-    growth = results.get("growth")
-    if growth:
-        small, large = growth["small"], growth["large"]
-        sizes = [small["sizes"]["waiting"], large["sizes"]["waiting"]]
-        plotted = []
-        for kind, label, marker, color in (
-            ("cancel", "cancel + promote", "o", "tab:red"),
-            ("rebook", "re-book (join line)", "s", "tab:green"),
-            ("status", "status", "^", "tab:blue"),
-        ):
-            for pct, linestyle in (("p50_ms", "-"), ("p99_ms", "--")):
-                values = [small[kind][pct], large[kind][pct]]
-                plotted.extend(values)
-                ax_growth.plot(
-                    sizes,
-                    values,
-                    marker=marker,
-                    linestyle=linestyle,
-                    color=color,
-                    label=f"{label} {pct[:3]}",
-                )
-                for x, v, side in zip(sizes, values, ("right", "left"), strict=True):
-                    ax_growth.annotate(
-                        f"{v:.1f}", (x, v), textcoords="offset points", ha=side, fontsize=7,
-                        xytext=(-8 if side == "right" else 8, -3), color=color,
-                    )  # fmt: skip
-        ax_growth.set_xscale("log")
-        ax_growth.set_yscale("log")
-        ax_growth.minorticks_off()
-        low, high = min(plotted) / 1.5, max(plotted) * 1.5
-        nice = [m * 10**e for e in range(-1, 5) for m in (1, 2, 5)]
-        ax_growth.set_yticks([t for t in nice if low <= t <= high])
-        ax_growth.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax_growth.margins(x=0.15)
-        ax_growth.set_xticks(
-            sizes,
-            [
-                f"{small['sizes']['waiting']:,} waiting\n{small['sizes']['bookings']:,} booked",
-                f"{large['sizes']['waiting']:,} waiting\n{large['sizes']['bookings']:,} booked",
-            ],
-        )
-        ax_growth.set_ylabel("latency, ms (log scale)")
-        concurrency = results["config"]["growth_concurrency"]
-        ax_growth.set_title(f"Latency against event size ({concurrency} in flight)")
-        ax_growth.legend(ncol=3, fontsize=8)
-        ax_growth.grid(True, which="both", alpha=0.3)
-    fig.suptitle(
-        f"Booking service benchmark, {results['date']}: {results['machine']['nproc']} cores,"
-        f" WEB_CONCURRENCY={results['config']['workers']}, MariaDB"
-        f" {results['machine']['mariadb_version']}"
-    )
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
     os.replace(tmp, path)

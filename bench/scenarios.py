@@ -3,7 +3,8 @@
 Each returns rows for the table: a dict with the scenario's name, requests,
 req/s, latency percentiles, errors (answers with an unexpected status, and
 transport failures), whether the invariants held (None where nothing changes),
-the CPU shares, and details for the JSON.
+the CPU shares and per request, the group-commit batches the servers logged
+meanwhile, and details for the JSON.
 """
 
 import itertools
@@ -12,10 +13,10 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from . import load, seed
+from . import batches, load, seed
 from .api import Api
 from .checks import Checked, check
-from .cpu import CpuMeter
+from .cpu import CpuMeter, per_request
 from .load import Request, Run
 from .server import Gunicorn
 from .settings import Scale
@@ -35,9 +36,15 @@ class Context:
     meter: CpuMeter
     say: Callable[[str], None] = print
     users: Iterable[int] = field(default_factory=lambda: itertools.count(1))
+    # Every server behind base_url (the cluster's three hosts); empty: just `server`.
+    hosts: list[Gunicorn] = field(default_factory=list)
 
     def new_users(self, count: int) -> list[int]:
         return list(itertools.islice(self.users, count))
+
+    @property
+    def log_files(self) -> list[str]:
+        return [host.log_file for host in self.hosts or [self.server]]
 
 
 def book(event_id: int, user_id: int) -> Request:
@@ -54,19 +61,34 @@ def status(event_id: int) -> Request:
 
 def measure(
     ctx: Context, work: Sequence[Request | tuple[Request, ...]], concurrency: int
-) -> tuple[Run, dict]:
+) -> tuple[Run, dict, dict]:
+    """The run, its CPU shares, and the batches the servers committed during it (only
+    around the load itself: the set-up's and the checks' requests are not in them)."""
+    marked = batches.marks(ctx.log_files)
     before = ctx.meter.sample()
     run = load.run(ctx.base_url, work, concurrency)
-    return run, ctx.meter.shares(before, ctx.meter.sample())
+    cpu = ctx.meter.shares(before, ctx.meter.sample())
+    return run, cpu, batches.summarize(batches.since(marked))
 
 
-def row(name: str, summary: dict, cpu: dict, checked: Checked | None, **details) -> dict:
+def row(
+    name: str,
+    summary: dict,
+    cpu: dict,
+    checked: Checked | None,
+    batched: dict | None = None,
+    cpu_requests: int | None = None,
+    **details,
+) -> dict:
+    """A table row. `cpu_requests`: the requests the CPU was spent on, when the stretch
+    served more than this row's (growth's cancel and re-book rows share their cycles)."""
     return {
         "scenario": name,
         **summary,
         "invariants_ok": None if checked is None else checked.ok,
         "problems": [] if checked is None else checked.problems[:20],
-        "cpu": cpu,
+        "cpu": per_request(cpu, cpu_requests or summary["requests"]),
+        "batches": batched,
         **details,
     }
 
@@ -131,8 +153,9 @@ def healthz(ctx: Context) -> dict:
         f"healthz: {ctx.scale.healthz_requests} GET /healthz, {ctx.scale.concurrency} in flight"
     )
     work = [load.get("/healthz")] * ctx.scale.healthz_requests
-    run, cpu = measure(ctx, work, ctx.scale.concurrency)
-    return row("healthz (HTTP ceiling)", summarize(run.responses, run.wall, {200}), cpu, None)
+    run, cpu, batched = measure(ctx, work, ctx.scale.concurrency)
+    summary = summarize(run.responses, run.wall, {200})
+    return row("healthz (HTTP ceiling)", summary, cpu, None, batched)
 
 
 def hot_event(ctx: Context, name: str = "hot event") -> dict:
@@ -143,7 +166,7 @@ def hot_event(ctx: Context, name: str = "hot event") -> dict:
         f"{name}: {len(users)} users book event {event_id} ({s.hot_tickets} tickets),"
         f" {s.concurrency} in flight"
     )
-    run, cpu = measure(ctx, [book(event_id, u) for u in users], s.concurrency)
+    run, cpu, batched = measure(ctx, [book(event_id, u) for u in users], s.concurrency)
     checked = check(ctx.engine, ctx.api, [event_id])
     booked, waitlisted = _outcomes(run)
     checked.expect(len(booked) == s.hot_tickets, f"{len(booked)} booked, not {s.hot_tickets}")
@@ -154,7 +177,7 @@ def hot_event(ctx: Context, name: str = "hot event") -> dict:
     _check_line(checked, event_id, booked, waitlisted, ctx)
     outcome = {"booked": len(booked), "waitlisted": len(waitlisted)}
     summary = summarize(run.responses, run.wall, {201})
-    return row(name, summary, cpu, checked, event_id=event_id, outcome=outcome)
+    return row(name, summary, cpu, checked, batched, event_id=event_id, outcome=outcome)
 
 
 def many_events(ctx: Context, name: str = "many events") -> dict:
@@ -168,7 +191,7 @@ def many_events(ctx: Context, name: str = "many events") -> dict:
         f" ({s.many_tickets} tickets each), {s.concurrency} in flight"
     )
     work = [book(event_ids[i % len(event_ids)], u) for i, u in enumerate(users)]
-    run, cpu = measure(ctx, work, s.concurrency)
+    run, cpu, batched = measure(ctx, work, s.concurrency)
     checked = check(ctx.engine, ctx.api, event_ids)
     per_event: dict[int, Run] = {e: Run([], 0, 0) for e in event_ids}
     for response in run.responses:
@@ -178,7 +201,8 @@ def many_events(ctx: Context, name: str = "many events") -> dict:
         _check_line(checked, event_id, booked, waitlisted, ctx)
     booked_total = sum(row.booked for row in checked.events.values())
     outcome = {"events": len(event_ids), "booked": booked_total}
-    return row(name, summarize(run.responses, run.wall, {201}), cpu, checked, outcome=outcome)
+    summary = summarize(run.responses, run.wall, {201})
+    return row(name, summary, cpu, checked, batched, outcome=outcome)
 
 
 def cancel_storm(ctx: Context) -> dict:
@@ -195,7 +219,7 @@ def cancel_storm(ctx: Context) -> dict:
         f"cancel storm: {len(holders)} holders cancel on event {event.event_id}"
         f" ({len(line)} waiting), {s.concurrency} in flight"
     )
-    run, cpu = measure(ctx, [cancel(event.event_id, u) for u in holders], s.concurrency)
+    run, cpu, batched = measure(ctx, [cancel(event.event_id, u) for u in holders], s.concurrency)
     checked = check(ctx.engine, ctx.api, [event.event_id])
     promoted = [
         r.body.get("promotedUserId")
@@ -218,15 +242,16 @@ def cancel_storm(ctx: Context) -> dict:
         "the ticket holders are not the promoted users",
     )
     summary = summarize(run.responses, run.wall, {200})
-    return row("cancel storm", summary, cpu, checked, promoted=len(promoted))
+    return row("cancel storm", summary, cpu, checked, batched, promoted=len(promoted))
 
 
 def status_reads(ctx: Context, event_id: int) -> dict:
     s = ctx.scale
     expected = ctx.api.status(event_id)
     ctx.say(f"status reads: {s.status_requests} GET status, {s.concurrency} in flight")
-    run, cpu = measure(ctx, [status(event_id)] * s.status_requests, s.concurrency)
+    run, cpu, batched = measure(ctx, [status(event_id)] * s.status_requests, s.concurrency)
     checked = Checked()
     wrong = sum(1 for r in run.responses if r.status == 200 and r.body != expected)
     checked.expect(wrong == 0, f"{wrong} status answers differ from {expected}")
-    return row("status reads", summarize(run.responses, run.wall, {200}), cpu, checked)
+    summary = summarize(run.responses, run.wall, {200})
+    return row("status reads", summary, cpu, checked, batched)

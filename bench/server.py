@@ -6,6 +6,7 @@ start and dropped at the end; gunicorn is started and stopped by its PID only.
 
 import ipaddress
 import os
+import runpy
 import signal
 import socket
 import subprocess
@@ -28,6 +29,14 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host or "").is_loopback
     except ValueError:
         return False
+
+
+def gunicorn_settings() -> dict:
+    """threads and worker_connections as gunicorn.conf.py gives them to the servers (they
+    inherit this environment, GUNICORN_THREADS included): the bench reports them, it does
+    not set them. Running the file is what gunicorn does too; it only reads os.environ."""
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    return {"threads": conf["threads"], "worker_connections": conf["worker_connections"]}
 
 
 def free_port() -> int:

@@ -66,7 +66,9 @@ def _derived_settings(app: Flask) -> None:
     cfg.setdefault("WAITLIST_CACHE_EVENTS", 1024)
     cfg.setdefault(
         "SQLALCHEMY_ENGINE_OPTIONS",
-        database.engine_options(cfg["SQLALCHEMY_DATABASE_URI"], cfg["LOCK_TIMEOUT"]),
+        database.engine_options(
+            cfg["SQLALCHEMY_DATABASE_URI"], cfg["LOCK_TIMEOUT"], cfg["DB_POOL_SIZE"]
+        ),
     )
     cfg.update(
         API_TITLE="Event ticket booking",

@@ -3,7 +3,7 @@
 from sqlalchemy import Engine, event
 
 
-def engine_options(url: str, lock_timeout: int) -> dict:
+def engine_options(url: str, lock_timeout: int, pool_size: int = 4) -> dict:
     if url.startswith("sqlite"):
         return {}
     # Bounded socket waits: a database that stops answering (not even a RST)
@@ -16,7 +16,8 @@ def engine_options(url: str, lock_timeout: int) -> dict:
         # under MySQL's default wait_timeout on idle pooled connections.
         "pool_pre_ping": True,
         "pool_recycle": 280,
-        "pool_size": 4,
+        # One connection per thread that may read at once, a few more for bursts.
+        "pool_size": pool_size,
         "max_overflow": 4,
         "pool_timeout": max(1, int(lock_timeout)),
         "connect_args": {
