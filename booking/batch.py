@@ -62,16 +62,15 @@ class Batch:
         event_ids = sorted({event_id for event_id, _ in pairs if event_id is not None})
         if not event_ids:
             return
-        for row in store.batch_events(self.conn, event_ids, self.lock_rows):
-            self._events[row.id] = EventView(*row, loaded=row)
         user_ids = sorted({user_id for _, user_id in pairs if user_id is not None})
-        wanted = {(e, u) for e, u in pairs if e in self._events and u is not None}
-        for pair in wanted:
-            self._booked_before[pair] = self._booked[pair] = False
-            self._seq_before[pair] = self._seq[pair] = None
-        if not wanted:
-            return
-        for kind, event_id, user_id, seq in store.holdings(self.conn, self._events, user_ids):
+        found, holdings = store.batch_view(self.conn, event_ids, user_ids, self.lock_rows)
+        for row in found:
+            self._events[row.id] = EventView(*row, loaded=row)
+        for pair in pairs:
+            if pair[0] in self._events:
+                self._booked_before[pair] = self._booked[pair] = False
+                self._seq_before[pair] = self._seq[pair] = None
+        for kind, event_id, user_id, seq in holdings:
             pair = (event_id, user_id)
             if kind == "b":
                 self._booked_before[pair] = self._booked[pair] = True

@@ -8,7 +8,7 @@ event for deletes); each uses an index, none scans or counts a whole event.
 """
 
 import functools
-from collections.abc import Iterable
+from typing import NamedTuple
 
 from sqlalchemy import (
     Connection,
@@ -48,23 +48,47 @@ _SELECT_EVENT_FOR_BOOKING = _SELECT_EVENT.add_columns(
 )
 _INSERT_EVENT = insert(events)
 
-# A batch's events in ascending id order: in row mode this statement takes their
-# row locks, always in the same order, so two batches cannot deadlock on them.
-# It is the first statement of the transaction: in REPEATABLE READ the snapshot
-# of later plain reads is taken after these locks are held, so those reads see
-# everything committed by whoever held the rows before.
-_BATCH_EVENTS = select(*EVENT_COLUMNS).where(events.c.id.in_(_EVENTS)).order_by(events.c.id)
-_BATCH_EVENTS_FOR_UPDATE = _BATCH_EVENTS.with_for_update()
+# Row mode: a batch's events in ascending id order, locked. This statement takes
+# their row locks, always in the same order, so two batches cannot deadlock on
+# them. It is the first statement of the transaction: in REPEATABLE READ the
+# snapshot of later plain reads is taken after these locks are held, so those
+# reads see everything committed by whoever held the rows before.
+_LOCK_BATCH_EVENTS = (
+    select(*EVENT_COLUMNS).where(events.c.id.in_(_EVENTS)).order_by(events.c.id).with_for_update()
+)
 # Who of the batch's users holds a ticket or a place for the batch's events: the
 # unique (event_id, user_id) keys make both halves index ranges.
-_HOLDINGS = union_all(
-    select(literal("b").label("kind"), bookings.c.event_id, bookings.c.user_id, null()).where(
-        bookings.c.event_id.in_(_EVENTS), bookings.c.user_id.in_(_USERS)
-    ),
-    select(literal("w"), waiting.c.event_id, waiting.c.user_id, waiting.c.seq).where(
-        waiting.c.event_id.in_(_EVENTS), waiting.c.user_id.in_(_USERS)
-    ),
+_BOOKINGS_HELD = select(
+    literal("b").label("kind"), bookings.c.event_id, bookings.c.user_id, null().label("seq")
+).where(bookings.c.event_id.in_(_EVENTS), bookings.c.user_id.in_(_USERS))
+_PLACES_HELD = select(literal("w"), waiting.c.event_id, waiting.c.user_id, waiting.c.seq).where(
+    waiting.c.event_id.in_(_EVENTS), waiting.c.user_id.in_(_USERS)
 )
+_HOLDINGS = union_all(_BOOKINGS_HELD, _PLACES_HELD)
+# Table mode and SQLite hold the whole database already: the events and the
+# holdings in one round trip, the event columns padded for the holdings' rows.
+_PADDING = [null()] * (len(EVENT_COLUMNS) - 1)
+_BATCH_VIEW = union_all(
+    select(literal("e"), events.c.id, null(), null(), *EVENT_COLUMNS[1:]).where(
+        events.c.id.in_(_EVENTS)
+    ),
+    _BOOKINGS_HELD.add_columns(*_PADDING),
+    _PLACES_HELD.add_columns(*_PADDING),
+)
+
+
+class EventRow(NamedTuple):
+    """An event's row as read; the same fields as a row of EVENT_COLUMNS."""
+
+    id: int
+    name: str
+    total_tickets: int
+    available_tickets: int
+    waiting_count: int
+    waitlist_version: int
+    next_waiting_seq: int
+
+
 _INSERT_BOOKINGS = insert(bookings)
 _INSERT_WAITING = insert(waiting)
 _DELETE_BOOKINGS = bookings.delete().where(
@@ -143,17 +167,23 @@ def event_for_booking(conn: Connection, event_id: int, user_id: int) -> Row | No
     ).one_or_none()
 
 
-def batch_events(conn: Connection, event_ids: Iterable[int], for_update: bool) -> list[Row]:
-    query = _BATCH_EVENTS_FOR_UPDATE if for_update else _BATCH_EVENTS
-    return list(conn.execute(query, {"event_ids": list(event_ids)}))
-
-
-def holdings(
-    conn: Connection, event_ids: Iterable[int], user_ids: Iterable[int]
-) -> list[tuple[str, int, int, int | None]]:
-    """(kind, event_id, user_id, seq): "b" for a ticket, "w" for a place in line."""
-    rows = conn.execute(_HOLDINGS, {"event_ids": list(event_ids), "user_ids": list(user_ids)})
-    return [tuple(row) for row in rows]
+def batch_view(
+    conn: Connection, event_ids: list[int], user_ids: list[int], lock_rows: bool
+) -> tuple[list[EventRow], list[tuple[str, int, int, int | None]]]:
+    """A batch's events, and (kind, event_id, user_id, seq) for each ticket ("b") or
+    place in line ("w") its users hold for them. With `lock_rows`, the events' rows
+    are locked first, in a statement of their own."""
+    params = {"event_ids": event_ids, "user_ids": user_ids}
+    if lock_rows:
+        found = [EventRow(*row) for row in conn.execute(_LOCK_BATCH_EVENTS, params)]
+        return found, [tuple(row) for row in conn.execute(_HOLDINGS, params)]
+    found, holdings = [], []
+    for kind, event_id, user_id, seq, *columns in conn.execute(_BATCH_VIEW, params):
+        if kind == "e":
+            found.append(EventRow(event_id, *columns))
+        else:
+            holdings.append((kind, event_id, user_id, seq))
+    return found, holdings
 
 
 def write_batch(
