@@ -6,8 +6,14 @@ fault, and returns a `Report`: what was sent and answered, every broken promise
 (`violations`, `invariant_violations`), how long recovery took, and the figures
 that describe the run. A scenario does not assert; the caller decides. The caller
 wipes the database first: the invariant checks read every event in it.
+
+Two options are for `python -m stress` (the tests leave them be): `log_level`
+INFO makes the servers log each request and each group-commit batch (the stress
+run reads the batch lines), and `alongside(base_url)`, a context manager, runs
+more load of the caller's on the scenario's server while its storm and fault run.
 """
 
+import contextlib
 import itertools
 import os
 import random
@@ -15,7 +21,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +53,9 @@ from .servers import Gunicorn, wait_for_workers, worker_pids
 from .storm import TRANSPORT_ERROR, Result
 
 ALREADY = ("urn:booking:problem:already-booked", "urn:booking:problem:already-waiting")
+
+# More load on the server at this URL while a scenario's storm runs (see the docstring).
+Alongside = Callable[[str], contextlib.AbstractContextManager]
 
 
 @dataclass
@@ -103,11 +112,32 @@ class Report:
 # Shared steps
 
 
-def start_server(database_url: str, admin_password: str, workdir: Path, name: str, **env):
-    env.setdefault("LOG_LEVEL", "ERROR")  # 503s log warnings; keep the output readable
+def start_server(
+    database_url: str,
+    admin_password: str,
+    workdir: Path,
+    name: str,
+    log_level: str = "ERROR",  # 503s log warnings; keep the output readable
+    **env,
+):
+    """gunicorn logging to `workdir`/`name`.log. Below ERROR it logs a line per request
+    (and batch) to stderr as well: that output goes to `name`.out, not the caller's."""
     env.setdefault("BOOKING_LOCK", "table")
-    log_file = Path(workdir) / f"{name}.log"
-    return Gunicorn(database_url, admin_password, LOG_FILE=log_file, **env).start()
+    workdir = Path(workdir)
+    output = None if log_level.upper() == "ERROR" else workdir / f"{name}.out"
+    return Gunicorn(
+        database_url,
+        admin_password,
+        output=output,
+        LOG_FILE=workdir / f"{name}.log",
+        LOG_LEVEL=log_level,
+        **env,
+    ).start()
+
+
+def beside(alongside: Alongside | None, base_url: str) -> contextlib.AbstractContextManager:
+    """The caller's extra load on `base_url`, if any."""
+    return alongside(base_url) if alongside is not None else contextlib.nullcontext()
 
 
 def logged_errors(report: Report, gunicorn: Gunicorn) -> None:
@@ -243,6 +273,8 @@ def db_outage(
     recovery_bound: float = 10.0,
     client_timeout: float = 30.0,
     seed: int = 51,
+    log_level: str = "ERROR",
+    alongside: Alongside | None = None,
 ) -> Report:
     """`users` book `tickets` through a proxy that is cut (`mode`) after `cut_at` of
     the answers, for `hold` s, then restored; then every 503 is retried."""
@@ -258,6 +290,7 @@ def db_outage(
             workers=workers,
             LOCK_TIMEOUT=lock_timeout,
             BOOKING_LOCK=lock_mode,
+            log_level=log_level,
         )
         try:
             wait_for_workers(gunicorn.process.pid, workers, gone=set())
@@ -280,7 +313,10 @@ def db_outage(
                 if answered == cut_index:
                     faulter.start()
 
-            with ReadyzProbe(gunicorn.url, timeout=client_timeout) as probe:
+            with (
+                beside(alongside, gunicorn.url),
+                ReadyzProbe(gunicorn.url, timeout=client_timeout) as probe,
+            ):
                 storm = paced_storm(
                     gunicorn.url,
                     [book_call(event_id, u) for u in people],
@@ -394,6 +430,8 @@ def lock_wait(
     lock_timeout: int = 2,
     bound: float = 15.0,
     seed: int = 52,
+    log_level: str = "ERROR",
+    alongside: Alongside | None = None,
 ) -> list[Report]:
     """While another session holds the lock for `hold` s, `requests` bookings arrive,
     `concurrency` at a time (default: all at once): each answers a proper 503 within
@@ -408,6 +446,7 @@ def lock_wait(
         workers=workers,
         LOCK_TIMEOUT=lock_timeout,
         BOOKING_LOCK=lock_mode,
+        log_level=log_level,
     )
     try:
         wait_for_workers(gunicorn.process.pid, workers, gone=set())
@@ -421,7 +460,9 @@ def lock_wait(
                 holder = tables_locked(database_url)
             else:
                 holder = event_row_locked(database_url, event_id)
-            with holder:
+            # The extra load starts before the lock is taken (it makes its own events)
+            # and stops after the release.
+            with beside(alongside, gunicorn.url), holder:
                 held_at = time.monotonic()
                 storm = paced_storm(gunicorn.url, calls, concurrency=concurrency or requests)
                 # A read meanwhile: answered (200, or a 503 when a WRITE table lock
@@ -492,6 +533,8 @@ def killed_master(
     workers: int = 4,
     grace: float = 2.0,
     seed: int = 53,
+    log_level: str = "ERROR",
+    alongside: Alongside | None = None,
 ) -> Report:
     """`users` book `tickets`; after `kill_workers_at` of the answers a worker serving
     a request is SIGKILLed, after `kill_master_at` the master. Its workers must be
@@ -507,6 +550,7 @@ def killed_master(
         f"killed-{lock_mode}-1",
         workers=workers,
         BOOKING_LOCK=lock_mode,
+        log_level=log_level,
     )
     master = gunicorn.process.pid
     orphans: dict[int, int] = {}
@@ -551,13 +595,14 @@ def killed_master(
                 os.kill(master, signal.SIGKILL)
                 master_killed = True
 
-        storm = paced_storm(
-            gunicorn.url,
-            [book_call(event_id, u) for u in people],
-            concurrency=concurrency,
-            rate=rate,
-            on_answer=on_answer,
-        )
+        with beside(alongside, gunicorn.url):
+            storm = paced_storm(
+                gunicorn.url,
+                [book_call(event_id, u) for u in people],
+                concurrency=concurrency,
+                rate=rate,
+                on_answer=on_answer,
+            )
         gunicorn.process.wait(10)  # reap the master
     finally:
         if gunicorn.process.poll() is None:  # the kill never came: do not leave it running
@@ -587,6 +632,7 @@ def killed_master(
         f"killed-{lock_mode}-2",
         workers=workers,
         BOOKING_LOCK=lock_mode,
+        log_level=log_level,
     )
     try:
         wait_for_workers(replacement.process.pid, workers, gone=set())
@@ -664,6 +710,8 @@ def clients_gone(
     workers: int = 4,
     lock_timeout: int = 2,
     seed: int = 54,
+    log_level: str = "ERROR",
+    alongside: Alongside | None = None,
 ) -> Report:
     """`per_kind` clients of each RAW_KINDS kind go away mid-request, all at once;
     afterwards no lock or transaction is left and a normal client books promptly."""
@@ -678,6 +726,7 @@ def clients_gone(
         workers=workers,
         LOCK_TIMEOUT=lock_timeout,
         BOOKING_LOCK=lock_mode,
+        log_level=log_level,
     )
     try:
         master = gunicorn.process.pid
@@ -689,24 +738,28 @@ def clients_gone(
             for i in range(per_kind)
         ]
         random.Random(seed).shuffle(jobs)
-        with ThreadPoolExecutor(max_workers=32) as pool:
-            failures = list(
-                pool.map(
-                    lambda job: raw_post(
-                        gunicorn.port,
-                        "/api/events/book",
-                        {"userId": job[1], "eventId": event_id},
-                        job[0],
-                        stall=stall,
-                    ),
-                    jobs,
+        # The extra load runs while the clients go away, stops for the check that nothing
+        # is held (its own batches would hold the tables), and runs again beside the
+        # normal bookings.
+        with beside(alongside, gunicorn.url):
+            with ThreadPoolExecutor(max_workers=32) as pool:
+                failures = list(
+                    pool.map(
+                        lambda job: raw_post(
+                            gunicorn.port,
+                            "/api/events/book",
+                            {"userId": job[1], "eventId": event_id},
+                            job[0],
+                            stall=stall,
+                        ),
+                        jobs,
+                    )
                 )
-            )
-        if failed := [f for f in failures if f]:
-            report.violated(f"{len(failed)} raw clients could not even connect: {failed[0]}")
-        # Right away, one normal booking: nothing may hold the lock any more.
-        gone = time.monotonic()
-        first = paced_storm(gunicorn.url, [book_call(event_id, people[-2])], concurrency=1)
+            if failed := [f for f in failures if f]:
+                report.violated(f"{len(failed)} raw clients could not even connect: {failed[0]}")
+            # Right away, one normal booking: nothing may hold the lock any more.
+            gone = time.monotonic()
+            first = paced_storm(gunicorn.url, [book_call(event_id, people[-2])], concurrency=1)
         report.count(first.results)
         check_answers(report, first.results, {201}, "first normal booking afterwards")
         report.recovery_of = "last client gone -> a normal booking answered"
@@ -714,7 +767,8 @@ def clients_gone(
         if held := lingering_locks(database_url):
             report.violated(f"locks or transactions left behind: {held}")
         calls = [book_call(event_id, u) for u in people[-normal - 2 : -2]]
-        after = paced_storm(gunicorn.url, calls, concurrency=8)
+        with beside(alongside, gunicorn.url):
+            after = paced_storm(gunicorn.url, calls, concurrency=8)
         report.count(after.results)
         check_answers(report, after.results, {201}, "normal clients afterwards")
         slowest = max(a.latency for a in after.results)
