@@ -15,10 +15,15 @@ from .schemas import (
     BookingRequest,
     BookingResult,
     CancelResult,
+    EventChangedSchema,
+    EventChangeRequest,
     EventSchema,
+    EventsPageSchema,
     HealthSchema,
     InitializeRequest,
+    PageQuery,
     ProblemSchema,
+    UserBookingsPageSchema,
     UserStateSchema,
     WaitingListSchema,
 )
@@ -102,7 +107,7 @@ def problems(*statuses):
 
 @blp.before_request
 def require_json():
-    if request.method == "POST" and not request.is_json:
+    if request.method in ("POST", "PATCH") and not request.is_json:
         abort(415, description="Send the body as JSON with Content-Type: application/json.")
 
 
@@ -113,6 +118,7 @@ def _event(state: domain.EventState) -> dict:
         "total_tickets": state.total_tickets,
         "available_tickets": state.available_tickets,
         "waiting_count": state.waiting_count,
+        "sales_open": state.sales_open,
     }
 
 
@@ -170,6 +176,59 @@ def _logged(result) -> dict:
 @problems(404, 429, 503)
 def status(event_id):
     return _event(service().status(event_id))
+
+
+@blp.get("/api/events")
+@blp.arguments(PageQuery, location="query")
+@blp.response(200, EventsPageSchema)
+@blp.doc(summary="Events in ascending id order, a page at a time (keyset cursor)")
+@problems(400, 429, 503)
+def list_events(query):
+    page = service().events(query["cursor"], query["limit"])
+    return {"events": [_event(state) for state in page.events], "next_after": page.next_after}
+
+
+@blp.get(f"/api/events/{EVENT_ID}")
+@blp.response(200, EventSchema)
+@blp.doc(summary="One event")
+@problems(404, 429, 503)
+def get_event(event_id):
+    return _event(service().status(event_id))
+
+
+@blp.route(f"/api/events/{EVENT_ID}", methods=["PATCH"])
+@admin_auth.login_required
+@blp.arguments(EventChangeRequest)
+@blp.response(200, EventChangedSchema)
+@blp.doc(
+    security=ADMIN,
+    summary="Change an event's name, number of tickets or whether sales are open (admin)",
+)
+@problems(400, 401, 404, 405, 409, 415, 429, 503)
+def change_event(body, event_id):
+    changed = service().change_event(
+        event_id,
+        name=body.get("event_name"),
+        total_tickets=body.get("total_tickets"),
+        sales_open=body.get("sales_open"),
+    )
+    note(eventId=event_id, outcome="updated", promotedUserIds=changed.promoted_user_ids)
+    return {**_event(changed.event), "promoted_user_ids": changed.promoted_user_ids}
+
+
+@blp.get(f"/api/users/{USER_ID}/bookings")
+@blp.arguments(PageQuery, location="query")
+@blp.response(200, UserBookingsPageSchema)
+@blp.doc(summary="A user's tickets and places in line, in ascending eventId, a page at a time")
+@problems(400, 404, 429, 503)
+def user_bookings(query, user_id):
+    page = service().user_bookings(user_id, query["cursor"], query["limit"])
+    bookings = [
+        {"event_id": b.event_id, "event_name": b.event_name, "status": b.status}
+        | ({"position": b.position} if b.position is not None else {})
+        for b in page.bookings
+    ]
+    return {"user_id": user_id, "bookings": bookings, "next_after": page.next_after}
 
 
 @blp.get(f"/api/events/{EVENT_ID}/users/{USER_ID}")

@@ -33,6 +33,7 @@ class EventView:
     waiting_count: int
     waitlist_version: int
     next_waiting_seq: int
+    sales_open: bool
     loaded: object = None
     changed: bool = False
     joined: list[Pair] = field(default_factory=list)  # (user_id, seq) in this batch
@@ -67,7 +68,7 @@ class Batch:
         for row in found:
             self._events[row.id] = EventView(*row, loaded=row)
         for pair in pairs:
-            if pair[0] in self._events:
+            if pair[0] in self._events and pair[1] is not None:
                 self._booked_before[pair] = self._booked[pair] = False
                 self._seq_before[pair] = self._seq[pair] = None
         for kind, event_id, user_id, seq in holdings:
@@ -127,6 +128,12 @@ class Batch:
 
     def release_ticket(self, event: EventView) -> None:
         event.available_tickets += 1
+        event.changed = True
+
+    def change_event(self, event: EventView, **values) -> None:
+        """Set the event's name, total_tickets, available_tickets or sales_open."""
+        for name, value in values.items():
+            setattr(event, name, value)
         event.changed = True
 
     def add_booking(self, event: EventView, user_id: int) -> None:
@@ -199,6 +206,9 @@ class Batch:
                 "waiting": event.waiting_count,
                 "version": event.waitlist_version,
                 "next_seq": event.next_waiting_seq,
+                "name": event.name,
+                "total": event.total_tickets,
+                "sales_open": event.sales_open,
             }
             for event in self._events.values()
             if event.changed

@@ -10,9 +10,11 @@ from .domain import (
     AlreadyBooked,
     AlreadyWaiting,
     BookingError,
+    CapacityBelowHeld,
     EventNotFound,
     LockTimeout,
     NothingToCancel,
+    SalesClosed,
 )
 
 log = logging.getLogger("booking.errors")
@@ -26,6 +28,8 @@ _DOMAIN = {
     NothingToCancel: (404, "nothing-to-cancel", "Nothing to cancel"),
     AlreadyBooked: (409, "already-booked", "Already booked"),
     AlreadyWaiting: (409, "already-waiting", "Already on the waiting list"),
+    SalesClosed: (409, "sales-closed", "Sales are closed"),
+    CapacityBelowHeld: (409, "capacity-below-held", "Fewer tickets than are booked"),
 }
 
 
@@ -53,7 +57,11 @@ def register(app: Flask) -> None:
     @app.errorhandler(BookingError)
     def refused(error: BookingError):
         status, slug, title = _DOMAIN[type(error)]
-        extra = {"position": error.position} if isinstance(error, AlreadyWaiting) else {}
+        extra = {}
+        if isinstance(error, AlreadyWaiting):
+            extra["position"] = error.position
+        if isinstance(error, CapacityBelowHeld):
+            extra["held"] = error.held
         return problem(status, title, str(error), slug, **extra)
 
     @app.errorhandler(HTTPException)
@@ -63,10 +71,12 @@ def register(app: Flask) -> None:
         detail = error.description
         if isinstance(data, dict) and "messages" in data:
             # webargs/marshmallow validation: say which field and why.
-            messages = data["messages"].get("json", data["messages"])
+            where = "query string" if "query" in data["messages"] else "request body"
+            messages = data["messages"].get("json", data["messages"].get("query"))
+            messages = data["messages"] if messages is None else messages
             if isinstance(messages, dict):
                 extra["errors"] = messages
-                detail = "The request body is not valid; see errors."
+                detail = f"The {where} is not valid; see errors."
             else:
                 detail = " ".join(map(str, messages))
         response = problem(error.code, error.name, detail, **extra)

@@ -4,13 +4,16 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     UniqueConstraint,
     func,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -44,12 +47,19 @@ class Event(db.Model):
     waitlist_version: Mapped[int] = mapped_column(BigInteger, default=0)
     # Next place in line; decided inside the transaction, never by clocks.
     next_waiting_seq: Mapped[int] = mapped_column(BigInteger, default=1)
+    # Closed: nobody new books or joins the line; cancellations still pass tickets on.
+    sales_open: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
 
 class Booking(db.Model):
     __tablename__ = "bookings"
-    __table_args__ = (UniqueConstraint("event_id", "user_id"), MYSQL_OPTIONS)
+    __table_args__ = (
+        UniqueConstraint("event_id", "user_id"),
+        # A user's own bookings, in event order, without a scan.
+        Index("ix_bookings_user_event", "user_id", "event_id"),
+        MYSQL_OPTIONS,
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
@@ -63,6 +73,7 @@ class WaitingListEntry(db.Model):
         UniqueConstraint("event_id", "user_id"),
         # Also the index that finds the head of the line without a scan.
         UniqueConstraint("event_id", "seq"),
+        Index("ix_waiting_list_entries_user_event", "user_id", "event_id"),
         MYSQL_OPTIONS,
     )
 

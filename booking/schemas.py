@@ -2,7 +2,7 @@
 
 import re
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 MAX_ID = 2**63 - 1  # the database's BIGINT
 MAX_TICKETS = 1_000_000
@@ -46,10 +46,19 @@ def _id(name: str, description: str) -> fields.Integer:
     )
 
 
-class InitializeRequest(StrictSchema):
-    event_name = EventName(
+class JsonBoolean(fields.Boolean):
+    """true or false only: marshmallow would also take 1, "yes" and "on"."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+def _event_name(required: bool) -> EventName:
+    return EventName(
         data_key="eventName",
-        required=True,
+        required=required,
         metadata={
             "description": "Shown to users; leading and trailing spaces are trimmed",
             "example": "Concert",
@@ -58,12 +67,75 @@ class InitializeRequest(StrictSchema):
             "pattern": NAME_PATTERN,
         },
     )
-    total_tickets = fields.Integer(
+
+
+def _total_tickets(required: bool) -> fields.Integer:
+    return fields.Integer(
         data_key="totalTickets",
-        required=True,
+        required=required,
         strict=True,
         validate=validate.Range(min=0, max=MAX_TICKETS),
         metadata={"example": 100},
+    )
+
+
+class InitializeRequest(StrictSchema):
+    event_name = _event_name(required=True)
+    total_tickets = _total_tickets(required=True)
+
+
+class EventChangeRequest(StrictSchema):
+    """Any non-empty subset of the fields an admin may change."""
+
+    event_name = _event_name(required=False)
+    total_tickets = _total_tickets(required=False)
+    sales_open = JsonBoolean(
+        data_key="salesOpen",
+        metadata={"description": "false: no new bookings or places in line", "example": False},
+    )
+
+    @validates_schema
+    def not_empty(self, data, **kwargs):
+        if not data:
+            raise ValidationError("Send at least one of eventName, totalTickets, salesOpen.")
+
+
+class Cursor(fields.String):
+    """An opaque page cursor. Inside: the id the previous page ended at, in base 36, so
+    every string of the documented pattern is a cursor and any other is refused."""
+
+    PATTERN = r"^[0-9a-z]{1,12}$"  # 36**12 > the largest id a cursor needs to carry
+
+    def __init__(self, **kwargs):
+        metadata = {"pattern": self.PATTERN, "example": "2s", **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        digits = ""
+        while True:
+            value, digit = divmod(value, 36)
+            digits = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + digits
+            if value == 0:
+                return digits
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not re.fullmatch(self.PATTERN, text):
+            raise ValidationError("Not a cursor this service gave out.")
+        return int(text, 36)
+
+
+class PageQuery(StrictSchema):
+    limit = fields.Integer(
+        load_default=20,
+        validate=validate.Range(min=1, max=100),
+        metadata={"description": "page size, 1-100", "example": 20},
+    )
+    cursor = Cursor(
+        load_default=0,
+        metadata={"description": "nextCursor of the previous page; omit for the first"},
     )
 
 
@@ -78,6 +150,33 @@ class EventSchema(StrictSchema):
     total_tickets = fields.Integer(data_key="totalTickets")
     available_tickets = fields.Integer(data_key="availableTickets")
     waiting_count = fields.Integer(data_key="waitingListCount")
+    sales_open = fields.Boolean(data_key="salesOpen")
+
+
+class EventChangedSchema(EventSchema):
+    promoted_user_ids = fields.List(
+        fields.Integer(),
+        data_key="promotedUserIds",
+        metadata={"description": "users given a ticket by this change, in line order"},
+    )
+
+
+class EventsPageSchema(StrictSchema):
+    events = fields.List(fields.Nested(EventSchema), required=True)
+    next_after = Cursor(data_key="nextCursor", allow_none=True, required=True)
+
+
+class UserBookingSchema(StrictSchema):
+    event_id = fields.Integer(data_key="eventId", required=True)
+    event_name = fields.String(data_key="eventName", required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["booked", "waitlisted"]))
+    position = fields.Integer(metadata={"description": "1-based place in line; waitlisted only"})
+
+
+class UserBookingsPageSchema(StrictSchema):
+    user_id = fields.Integer(data_key="userId", required=True)
+    bookings = fields.List(fields.Nested(UserBookingSchema), required=True)
+    next_after = Cursor(data_key="nextCursor", allow_none=True, required=True)
 
 
 class BookingResult(StrictSchema):
@@ -129,3 +228,4 @@ class ProblemSchema(StrictSchema):
     detail = fields.String(required=True)
     errors = fields.Dict(metadata={"description": "validation errors by field"})
     position = fields.Integer(metadata={"description": "already-waiting: the place in line"})
+    held = fields.Integer(metadata={"description": "capacity-below-held: tickets booked"})

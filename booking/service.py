@@ -16,10 +16,16 @@ from .domain import (
     AlreadyWaiting,
     Booked,
     Cancelled,
+    CapacityBelowHeld,
+    EventChanged,
     EventNotFound,
+    EventsPage,
     EventState,
     LeftWaitingList,
     NothingToCancel,
+    SalesClosed,
+    UserBooking,
+    UserBookingsPage,
     UserState,
     Waitlisted,
 )
@@ -29,6 +35,8 @@ from .waitlist import WaitingLists
 
 def book(tx: Batch, event_id: int, user_id: int) -> Booked | Waitlisted:
     event = _existing(tx.event(event_id), event_id)
+    if not event.sales_open:
+        raise SalesClosed(event_id)
     if tx.holds_ticket(event, user_id):
         raise AlreadyBooked(event_id, user_id)
     if tx.place(event, user_id) is not None:
@@ -50,6 +58,39 @@ def cancel(tx: Batch, event_id: int, user_id: int) -> Cancelled | LeftWaitingLis
         tx.leave_waiting_list(event, user_id)
         return LeftWaitingList(event_id, user_id)
     raise NothingToCancel(event_id, user_id)
+
+
+def change_event(
+    tx: Batch,
+    event_id: int,
+    name: str | None = None,
+    total_tickets: int | None = None,
+    sales_open: bool | None = None,
+) -> EventChanged:
+    """An admin's change. More tickets go to the head of the line first, in line order;
+    fewer remove unsold tickets, never below those booked."""
+    event = _existing(tx.event(event_id), event_id)
+    held = event.total_tickets - event.available_tickets
+    if total_tickets is not None and total_tickets < held:
+        raise CapacityBelowHeld(event_id, total_tickets, held)
+    promoted = []
+    if total_tickets is not None:
+        added = total_tickets - event.total_tickets
+        tx.change_event(event, total_tickets=total_tickets)
+        if added < 0:
+            tx.change_event(event, available_tickets=event.available_tickets + added)
+        while added > 0:
+            added -= 1
+            promoted_user = _pass_on_ticket(tx, event)
+            if promoted_user is None:
+                tx.change_event(event, available_tickets=event.available_tickets + added)
+                break
+            promoted.append(promoted_user)
+    if name is not None:
+        tx.change_event(event, name=name)
+    if sales_open is not None:
+        tx.change_event(event, sales_open=sales_open)
+    return EventChanged(EventState.of(event), promoted)
 
 
 def _pass_on_ticket(tx: Batch, event: EventView) -> int | None:
@@ -80,7 +121,10 @@ class BookingService:
 
     def initialize(self, name: str, total_tickets: int) -> EventState:
         event_id = self.changes.run(None, None, lambda tx: tx.create_event(name, total_tickets))
-        return EventState(event_id, name, total_tickets, total_tickets, 0)
+        return EventState(event_id, name, total_tickets, total_tickets, 0, True)
+
+    def change_event(self, event_id: int, **values) -> EventChanged:
+        return self.changes.run(event_id, None, lambda tx: change_event(tx, event_id, **values))
 
     def book(self, event_id: int, user_id: int) -> Booked | Waitlisted:
         return self.changes.run(event_id, user_id, lambda tx: book(tx, event_id, user_id))
@@ -90,14 +134,27 @@ class BookingService:
 
     def status(self, event_id: int) -> EventState:
         with self.engine.connect() as conn:
-            event = _existing(store.event(conn, event_id), event_id)
-        return EventState(
-            event.id,
-            event.name,
-            event.total_tickets,
-            event.available_tickets,
-            event.waiting_count,
-        )
+            return EventState.of(_existing(store.event(conn, event_id), event_id))
+
+    def events(self, after_id: int, limit: int) -> EventsPage:
+        with self.engine.connect() as conn:
+            rows = store.events_after(conn, after_id, limit + 1)  # one more: is there a next page?
+        found = [EventState.of(row) for row in rows[:limit]]
+        return EventsPage(found, found[-1].event_id if len(rows) > limit else None)
+
+    def user_bookings(self, user_id: int, after_id: int, limit: int) -> UserBookingsPage:
+        with self.engine.connect() as conn:
+            rows = store.user_holdings(conn, user_id, after_id, limit + 1)
+            more, rows = len(rows) > limit, rows[:limit]
+            found = [
+                UserBooking(event_id, name, "booked")
+                if seq is None
+                else UserBooking(
+                    event_id, name, "waitlisted", store.waiting_ahead(conn, event_id, seq) + 1
+                )
+                for event_id, name, seq in rows
+            ]
+        return UserBookingsPage(user_id, found, found[-1].event_id if more else None)
 
     def user_state(self, event_id: int, user_id: int) -> UserState:
         # One connection, one transaction: the reads share a snapshot.

@@ -40,6 +40,7 @@ EVENT_COLUMNS = (
     events.c.waiting_count,
     events.c.waitlist_version,
     events.c.next_waiting_seq,
+    events.c.sales_open,
 )
 _SELECT_EVENT = select(*EVENT_COLUMNS).where(events.c.id == _EVENT)
 # The event and whether this user already holds a ticket, in one round trip.
@@ -87,6 +88,7 @@ class EventRow(NamedTuple):
     waiting_count: int
     waitlist_version: int
     next_waiting_seq: int
+    sales_open: bool
 
 
 _INSERT_BOOKINGS = insert(bookings)
@@ -97,12 +99,16 @@ _DELETE_BOOKINGS = bookings.delete().where(
 _DELETE_WAITING = waiting.delete().where(
     waiting.c.event_id == _EVENT, waiting.c.user_id.in_(_USERS)
 )
-# The counters each change of a batch left on its events.
-_COUNTERS = {
+# What the changes of a batch may leave different on its events: the counters,
+# and what an admin may change.
+_WRITTEN = {
     "available_tickets": "available",
     "waiting_count": "waiting",
     "waitlist_version": "version",
     "next_waiting_seq": "next_seq",
+    "name": "name",
+    "total_tickets": "total",
+    "sales_open": "sales_open",
 }
 
 
@@ -119,11 +125,32 @@ def _update_events(count: int):
                     *((events.c.id == ids[i], bindparam(f"{key}_{i}")) for i in range(count)),
                     else_=events.c[column],
                 )
-                for column, key in _COUNTERS.items()
+                for column, key in _WRITTEN.items()
             }
         )
     )
 
+
+# Events in id order after a keyset cursor (never OFFSET: a page costs its size).
+_EVENTS_AFTER = (
+    select(*EVENT_COLUMNS)
+    .where(events.c.id > bindparam("after_id"))
+    .order_by(events.c.id)
+    .limit(bindparam("limit"))
+)
+# A user's tickets and places in event order, from the (user_id, event_id) indexes.
+_USER_HOLDINGS = (
+    union_all(
+        select(bookings.c.event_id, events.c.name, null().label("seq"))
+        .join(events, events.c.id == bookings.c.event_id)
+        .where(bookings.c.user_id == _USER, bookings.c.event_id > bindparam("after_id")),
+        select(waiting.c.event_id, events.c.name, waiting.c.seq)
+        .join(events, events.c.id == waiting.c.event_id)
+        .where(waiting.c.user_id == _USER, waiting.c.event_id > bindparam("after_id")),
+    )
+    .order_by("event_id")
+    .limit(bindparam("limit"))
+)
 
 _WAITING_AFTER = (
     select(waiting.c.seq, waiting.c.user_id)
@@ -210,6 +237,18 @@ def write_batch(
             for key, value in event.items()
         }
         conn.execute(_update_events(len(changed_events)), params)
+
+
+def events_after(conn: Connection, after_id: int, limit: int) -> list[Row]:
+    return list(conn.execute(_EVENTS_AFTER, {"after_id": after_id, "limit": limit}))
+
+
+def user_holdings(
+    conn: Connection, user_id: int, after_id: int, limit: int
+) -> list[tuple[int, str, int | None]]:
+    """(event_id, event name, seq or None for a ticket) in event order, after `after_id`."""
+    params = {"user_id": user_id, "after_id": after_id, "limit": limit}
+    return [tuple(row) for row in conn.execute(_USER_HOLDINGS, params)]
 
 
 def waiting_rows(conn: Connection, event_id: int, after_seq: int = 0) -> list[tuple[int, int]]:

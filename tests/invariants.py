@@ -36,6 +36,7 @@ class EventTruth:
     waiting_count: int
     waitlist_version: int
     next_waiting_seq: int
+    sales_open: bool = True
     booked: list[int] = field(default_factory=list)  # user ids, ascending
     waiting: list[int] = field(default_factory=list)  # user ids in line order (seq)
     seqs: list[int] = field(default_factory=list)  # the seqs of `waiting`, same order
@@ -48,6 +49,7 @@ class EventTruth:
             "totalTickets": self.total,
             "availableTickets": self.available,
             "waitingListCount": self.waiting_count,
+            "salesOpen": self.sales_open,
         }
 
 
@@ -72,11 +74,12 @@ def read_truth(database_url: str) -> tuple[dict[int, EventTruth], list[str]]:
                     waiting_count=row.waiting_count,
                     waitlist_version=row.waitlist_version,
                     next_waiting_seq=row.next_waiting_seq,
+                    sales_open=bool(row.sales_open),
                 )
                 for row in conn.execute(
                     sa.text(
                         "SELECT id, name, total_tickets, available_tickets, waiting_count,"
-                        " waitlist_version, next_waiting_seq FROM events ORDER BY id"
+                        " waitlist_version, next_waiting_seq, sales_open FROM events ORDER BY id"
                     )
                 )
             }

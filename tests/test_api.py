@@ -61,6 +61,7 @@ def test_initialize_returns_the_event_and_where_it_lives(client, admin):
         "totalTickets": 3,
         "availableTickets": 3,
         "waitingListCount": 0,
+        "salesOpen": True,
     }
     assert response.headers["Location"] == f"/api/events/status/{body['eventId']}"
     assert client.get(response.headers["Location"]).json == body
@@ -170,6 +171,7 @@ def test_book_until_sold_out_then_waitlist_in_order(client, admin):
         "totalTickets": 2,
         "availableTickets": 0,
         "waitingListCount": 2,
+        "salesOpen": True,
     }
     assert waiting_list(client, admin, event_id) == [3, 4]
 

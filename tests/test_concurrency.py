@@ -95,6 +95,7 @@ def test_1000_users_race_for_100_tickets(mysql_database_url, tmp_path, lock_mode
             "totalTickets": 100,
             "availableTickets": 0,
             "waitingListCount": 900,
+            "salesOpen": True,
         }
         line = waiting_lists(server.url, event_id)[0]
         assert len(line) == 900

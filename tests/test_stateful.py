@@ -33,6 +33,7 @@ class ModelEvent:
     total: int
     booked: set[int] = field(default_factory=set)
     line: list[int] = field(default_factory=list)
+    sales_open: bool = True
 
     @property
     def available(self) -> int:
@@ -77,7 +78,10 @@ def test_the_api_follows_the_model(app, admin, settings):
 
         def expect_book(self, event_id, user, response):
             event = self.events[event_id]
-            if user in event.booked:
+            if not event.sales_open:
+                assert response.status_code == 409
+                assert response.json["type"].endswith("sales-closed")
+            elif user in event.booked:
                 assert response.status_code == 409
                 assert response.json["type"].endswith("already-booked")
             elif user in event.line:
@@ -140,6 +144,57 @@ def test_the_api_follows_the_model(app, admin, settings):
                 else:
                     self.expect_cancel(event_id, user, response)
 
+        @rule(data=st.data(), total=st.integers(min_value=0, max_value=5))
+        def change_capacity(self, data, total):
+            event_id = self.pick(data)
+            response = client.patch(
+                f"/api/events/{event_id}", json={"totalTickets": total}, headers=admin
+            )
+            event = self.events[event_id]
+            if total < len(event.booked):
+                assert response.status_code == 409
+                assert response.json["type"].endswith("capacity-below-held")
+                assert response.json["held"] == len(event.booked)
+                return
+            promoted = event.line[: max(0, total - event.total)]
+            event.line = event.line[len(promoted) :]
+            event.booked |= set(promoted)
+            event.total = total
+            assert response.status_code == 200
+            assert response.json["promotedUserIds"] == promoted
+            assert response.json["totalTickets"] == total
+
+        @rule(data=st.data(), sales_open=st.booleans())
+        def open_or_close_sales(self, data, sales_open):
+            event_id = self.pick(data)
+            response = client.patch(
+                f"/api/events/{event_id}", json={"salesOpen": sales_open}, headers=admin
+            )
+            assert response.status_code == 200
+            assert response.json["salesOpen"] is sales_open
+            self.events[event_id].sales_open = sales_open
+
+        @rule(user=USERS)
+        def a_user_sees_their_bookings(self, user):
+            expected = []
+            for event_id in sorted(self.events):
+                event = self.events[event_id]
+                entry = {"eventId": event_id, "eventName": event.name}
+                if user in event.booked:
+                    expected.append({**entry, "status": "booked"})
+                elif user in event.line:
+                    position = event.line.index(user) + 1
+                    expected.append({**entry, "status": "waitlisted", "position": position})
+            found, cursor = [], None
+            while True:
+                query = "?limit=1" + (f"&cursor={cursor}" if cursor else "")
+                page = client.get(f"/api/users/{user}/bookings{query}").json
+                found += page["bookings"]
+                cursor = page["nextCursor"]
+                if cursor is None:
+                    break
+            assert found == expected
+
         @rule(user=USERS, path=st.sampled_from(["book", "cancel"]))
         def an_unknown_event_is_404(self, user, path):
             body = {"userId": user, "eventId": UNKNOWN_EVENT}
@@ -168,6 +223,7 @@ def test_the_api_follows_the_model(app, admin, settings):
                     "totalTickets": event.total,
                     "availableTickets": event.available,
                     "waitingListCount": len(event.line),
+                    "salesOpen": event.sales_open,
                 }
                 line = client.get(f"/api/events/{event_id}/waiting-list", headers=admin)
                 assert line.json["userIds"] == event.line
