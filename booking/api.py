@@ -2,15 +2,15 @@
 
 import json
 
-from flask import abort, current_app, request, url_for
+from flask import abort, current_app, request
 from flask_smorest import Blueprint as SmorestBlueprint
 from marshmallow import missing
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import BadRequest
 
-from . import database, domain
+from . import answers, database
+from .answers import answered, keyed, log_outcome, send
 from .extensions import admin_auth
-from .observability import note
 from .schemas import (
     BookingRequest,
     BookingResult,
@@ -31,6 +31,16 @@ from .schemas import (
 EVENT_ID = "<int(min=1, max=9223372036854775807):event_id>"
 USER_ID = "<int(min=1, max=9223372036854775807):user_id>"
 ADMIN = [{"basicAuth": []}]
+KEYED = [
+    {
+        "in": "header",
+        "name": "Idempotency-Key",
+        "required": False,
+        "description": "Retry safely: the same key and body again get the first answer"
+        " (Idempotent-Replayed: true); another body is 422. Kept for IDEMPOTENCY_TTL.",
+        "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+    }
+]
 PROBLEM = "application/problem+json"
 
 
@@ -109,65 +119,58 @@ def problems(*statuses):
 def require_json():
     if request.method in ("POST", "PATCH") and not request.is_json:
         abort(415, description="Send the body as JSON with Content-Type: application/json.")
-
-
-def _event(state: domain.EventState) -> dict:
-    return {
-        "event_id": state.event_id,
-        "name": state.name,
-        "total_tickets": state.total_tickets,
-        "available_tickets": state.available_tickets,
-        "waiting_count": state.waiting_count,
-        "sales_open": state.sales_open,
-    }
+    if not answers.sane_key(request.headers.get(answers.IDEMPOTENCY_KEY)):
+        abort(400, description="Idempotency-Key must be 1 to 255 visible ASCII characters.")
 
 
 @blp.post("/api/events/initialize")
 @admin_auth.login_required
 @blp.arguments(InitializeRequest)
 @blp.response(201, EventSchema)
-@blp.doc(security=ADMIN, summary="Create an event with a fixed number of tickets (admin)")
-@problems(400, 401, 415, 429, 503)
+@blp.doc(
+    security=ADMIN,
+    parameters=KEYED,
+    summary="Create an event with a fixed number of tickets (admin)",
+)
+@problems(400, 401, 409, 415, 422, 429, 503)
 def initialize(body):
-    state = service().initialize(body["event_name"], body["total_tickets"])
-    note(eventId=state.event_id, totalTickets=state.total_tickets, outcome="initialized")
-    location = url_for("events.status", event_id=state.event_id)
-    return _event(state), {"Location": location}
+    key = keyed(answered(201, EventSchema, headers=answers.location))
+    state = service().initialize(body["event_name"], body["total_tickets"], key)
+    if key:
+        return send(state)
+    log_outcome(state)
+    return answers.event(state), answers.location(state)
 
 
 @blp.post("/api/events/book")
 @blp.arguments(BookingRequest)
 @blp.response(201, BookingResult)
-@blp.doc(summary="Book a ticket, or join the waiting list when sold out")
-@problems(400, 404, 409, 415, 429, 503)
+@blp.doc(parameters=KEYED, summary="Book a ticket, or join the waiting list when sold out")
+@problems(400, 404, 409, 415, 422, 429, 503)
 def book(body):
-    result = service().book(body["event_id"], body["user_id"])
-    shaped = {"event_id": result.event_id, "user_id": result.user_id}
-    if isinstance(result, domain.Waitlisted):
-        note(**_logged(result), outcome="waitlisted")
-        return {"status": "waitlisted", **shaped, "position": result.position}
-    note(**_logged(result), outcome="booked")
-    return {"status": "booked", **shaped}
+    key = keyed(answered(201, BookingResult))
+    result = service().book(body["event_id"], body["user_id"], key)
+    if key:
+        return send(result)
+    log_outcome(result)
+    return answers.booking(result)
 
 
 @blp.post("/api/events/cancel")
 @blp.arguments(BookingRequest)
 @blp.response(200, CancelResult)
-@blp.doc(summary="Cancel a ticket (the next in line gets it) or leave the waiting list")
-@problems(400, 404, 415, 429, 503)
+@blp.doc(
+    parameters=KEYED,
+    summary="Cancel a ticket (the next in line gets it) or leave the waiting list",
+)
+@problems(400, 404, 409, 415, 422, 429, 503)
 def cancel(body):
-    result = service().cancel(body["event_id"], body["user_id"])
-    shaped = {"event_id": result.event_id, "user_id": result.user_id}
-    if isinstance(result, domain.Cancelled):
-        promoted = result.promoted_user_id
-        note(**_logged(result), outcome="cancelled", promotedUserId=promoted)
-        return {"status": "cancelled", **shaped, "promoted_user_id": promoted}
-    note(**_logged(result), outcome="left_waiting_list")
-    return {"status": "left_waiting_list", **shaped}
-
-
-def _logged(result) -> dict:
-    return {"eventId": result.event_id, "userId": result.user_id}
+    key = keyed(answered(200, CancelResult))
+    result = service().cancel(body["event_id"], body["user_id"], key)
+    if key:
+        return send(result)
+    log_outcome(result)
+    return answers.cancellation(result)
 
 
 @blp.get(f"/api/events/status/{EVENT_ID}")
@@ -175,7 +178,7 @@ def _logged(result) -> dict:
 @blp.doc(summary="Tickets left and waiting-list length")
 @problems(404, 429, 503)
 def status(event_id):
-    return _event(service().status(event_id))
+    return answers.event(service().status(event_id))
 
 
 @blp.get("/api/events")
@@ -185,7 +188,10 @@ def status(event_id):
 @problems(400, 429, 503)
 def list_events(query):
     page = service().events(query["cursor"], query["limit"])
-    return {"events": [_event(state) for state in page.events], "next_after": page.next_after}
+    return {
+        "events": [answers.event(state) for state in page.events],
+        "next_after": page.next_after,
+    }
 
 
 @blp.get(f"/api/events/{EVENT_ID}")
@@ -193,7 +199,7 @@ def list_events(query):
 @blp.doc(summary="One event")
 @problems(404, 429, 503)
 def get_event(event_id):
-    return _event(service().status(event_id))
+    return answers.event(service().status(event_id))
 
 
 @blp.route(f"/api/events/{EVENT_ID}", methods=["PATCH"])
@@ -202,18 +208,23 @@ def get_event(event_id):
 @blp.response(200, EventChangedSchema)
 @blp.doc(
     security=ADMIN,
+    parameters=KEYED,
     summary="Change an event's name, number of tickets or whether sales are open (admin)",
 )
-@problems(400, 401, 404, 405, 409, 415, 429, 503)
+@problems(400, 401, 404, 405, 409, 415, 422, 429, 503)
 def change_event(body, event_id):
+    key = keyed(answered(200, EventChangedSchema))
     changed = service().change_event(
         event_id,
+        key,
         name=body.get("event_name"),
         total_tickets=body.get("total_tickets"),
         sales_open=body.get("sales_open"),
     )
-    note(eventId=event_id, outcome="updated", promotedUserIds=changed.promoted_user_ids)
-    return {**_event(changed.event), "promoted_user_ids": changed.promoted_user_ids}
+    if key:
+        return send(changed)
+    log_outcome(changed)
+    return answers.changed(changed)
 
 
 @blp.get(f"/api/users/{USER_ID}/bookings")

@@ -12,11 +12,14 @@ leaves the view as it found it. The waiting-list copies of the process
 (waitlist.py) are read here but only changed after the COMMIT.
 """
 
+import json
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import Connection
 
 from . import store
+from .idempotency import Answer, Key, Stored
 from .waitlist import WaitingList, WaitingLists
 
 Pair = tuple[int, int]  # (event_id, user_id)
@@ -57,6 +60,42 @@ class Batch:
         self._unplaced: set[Pair] = set()  # committed places taken away
         self._line_changes: list[tuple[int, int, object]] = []  # (event, from version, change)
         self.locked_at: float | None = None  # when the database's lock was had (monotonic)
+        # Idempotency-Keys: answers stored before (live ones), and those this batch adds.
+        self.now = datetime.utcnow()
+        self._answers: dict[tuple[str, str], Stored] = {}
+        self._expired_answers: dict[tuple[str, str], int] = {}  # key -> row id to replace
+        self._new_answers: dict[tuple[str, str], dict] = {}
+
+    def load_answers(self, keys: list[Key]) -> None:
+        """Read the stored answers of the batch's Idempotency-Keys (one statement)."""
+        if not keys:
+            return
+        for row in store.stored_answers(self.conn, sorted({key.key for key in keys})):
+            identity = (row.idem_key, row.scope)
+            if row.expires_at <= self.now:
+                self._expired_answers[identity] = row.id  # the key is new again
+                continue
+            headers = json.loads(row.headers)
+            content_type = headers.pop("Content-Type")
+            answer = Answer(row.status, headers, row.body, content_type)
+            self._answers[identity] = Stored(row.fingerprint, answer, row.expires_at)
+
+    def stored_answer(self, key: Key) -> Stored | None:
+        return self._answers.get(key.identity)
+
+    def store_answer(self, key: Key, answer: Answer) -> None:
+        expires_at = self.now + key.ttl
+        self._answers[key.identity] = Stored(key.fingerprint, answer, expires_at)
+        headers = {**answer.headers, "Content-Type": answer.content_type}
+        self._new_answers[key.identity] = {
+            "idem_key": key.key,
+            "scope": key.scope,
+            "fingerprint": key.fingerprint,
+            "status": answer.status,
+            "headers": json.dumps(headers, sort_keys=True),
+            "body": answer.body,
+            "expires_at": expires_at,
+        }
 
     def load(self, pairs: list[tuple[int | None, int | None]]) -> None:
         """Read every event the changes name and their users' tickets and places."""
@@ -216,6 +255,13 @@ class Batch:
         store.write_batch(
             self.conn, deleted_bookings, deleted_places, new_bookings, new_places, changed_events
         )
+        if self._new_answers:
+            replaced = [
+                self._expired_answers[i] for i in self._new_answers if i in self._expired_answers
+            ]
+            store.write_answers(self.conn, list(self._new_answers.values()), replaced)
+            # Keep the table from growing: a keyed batch also removes some expired keys.
+            store.purge_expired_answers(self.conn, self.now, limit=100)
 
     def _is_new_booking(self, pair: Pair) -> bool:
         return not self._booked_before[pair] or pair in self._unbooked

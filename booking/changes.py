@@ -32,6 +32,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from .batch import Batch
 from .domain import BookingError, LockTimeout
+from .idempotency import InFlight, Key, idempotent
 from .locking import BookingLock
 from .waitlist import WaitingLists
 
@@ -45,12 +46,16 @@ Rule = Callable[[Batch], Any]
 
 
 class Change:
-    __slots__ = ("error", "event_id", "request_id", "result", "rule", "state", "user_id", "wake")
+    __slots__ = (
+        "error", "event_id", "key", "request_id", "result", "rule", "state", "user_id", "wake",
+    )  # fmt: skip
 
-    def __init__(self, event_id: int | None, user_id: int | None, rule: Rule):
+    def __init__(self, event_id: int | None, user_id: int | None, rule: Rule, key: Key | None):
         self.event_id = event_id
         self.user_id = user_id
-        self.rule = rule
+        self.key = key
+        # A keyed change is answered once; a retry with its key gets that answer again.
+        self.rule = rule if key is None else idempotent(key, rule)
         self.request_id = request_id.get()
         self.state = QUEUED
         self.result: Any = None
@@ -147,6 +152,7 @@ class GroupCommit:
         self._queue = _Queue()
         self._totals_guard = threading.Lock()
         self._conn: Connection | None = None  # only ever used by the leading thread
+        self._in_flight = InFlight()
         # This process's totals, for logs, tests and benchmarks.
         self.batches = 0
         self.changes = 0
@@ -156,17 +162,21 @@ class GroupCommit:
         """How many changes were ever queued in this process (tests wait on it)."""
         return self._queue.entered
 
-    def run(self, event_id: int | None, user_id: int | None, rule: Rule) -> Any:
-        """Run `rule(batch)` in some batch's transaction; its result once committed."""
-        change = Change(event_id, user_id, rule)
-        if self._queue.wait_turn(change, self.lock.timeout):
-            try:
-                self._lead(change)
-            finally:
-                if not self._queue.changes:
-                    self._close_connection()  # idle: back to the pool
-                self._queue.step_down()
-        return change.answer()
+    def run(
+        self, event_id: int | None, user_id: int | None, rule: Rule, key: Key | None = None
+    ) -> Any:
+        """Run `rule(batch)` in some batch's transaction; its result once committed. With
+        an Idempotency-Key, the result is the request's Answer (idempotency.py)."""
+        change = Change(event_id, user_id, rule, key)
+        with self._in_flight.claim(key):
+            if self._queue.wait_turn(change, self.lock.timeout):
+                try:
+                    self._lead(change)
+                finally:
+                    if not self._queue.changes:
+                        self._close_connection()  # idle: back to the pool
+                    self._queue.step_down()
+            return change.answer()
 
     def _connection(self) -> Connection:
         """The leaders' connection. While changes keep coming it passes from one
@@ -255,6 +265,7 @@ class GroupCommit:
         started = time.monotonic()
         outcomes: list[tuple[Any, BookingError | None]] = []
         tx.load([(change.event_id, change.user_id) for change in batch])
+        tx.load_answers([change.key for change in batch if change.key is not None])
         for change in batch:
             if outcomes and time.monotonic() - started > self.max_hold:
                 break  # the rest wait for the next batch

@@ -60,6 +60,8 @@ def from_environment(instance_path: str) -> dict:
         # Group commit: the most changes one transaction runs, and how long a batch
         # may keep taking changes before the rest wait for the next one.
         "BATCH_MAX_SIZE": _int("BATCH_MAX_SIZE", 64),
+        # Seconds an Idempotency-Key's answer is kept; after that the key is new again.
+        "IDEMPOTENCY_TTL": _int("IDEMPOTENCY_TTL", 24 * 3600),
         # Database connections a worker keeps: one per gunicorn thread.
         "DB_POOL_SIZE": _int("DB_POOL_SIZE", _int("GUNICORN_THREADS", 16)),
         "BATCH_MAX_HOLD_MS": _int("BATCH_MAX_HOLD_MS", 50),

@@ -16,6 +16,7 @@ from .domain import (
     NothingToCancel,
     SalesClosed,
 )
+from .idempotency import KeyInFlight, KeyReused
 
 log = logging.getLogger("booking.errors")
 
@@ -30,7 +31,24 @@ _DOMAIN = {
     AlreadyWaiting: (409, "already-waiting", "Already on the waiting list"),
     SalesClosed: (409, "sales-closed", "Sales are closed"),
     CapacityBelowHeld: (409, "capacity-below-held", "Fewer tickets than are booked"),
+    KeyReused: (422, "idempotency-key-reused", "Idempotency-Key reused"),
+    KeyInFlight: (409, "idempotency-key-in-flight", "Idempotency-Key in use"),
 }
+
+
+def refusal(error: BookingError):
+    """The problem+json answer to a refusal of the rules."""
+    status, slug, title = _DOMAIN[type(error)]
+    extra = {}
+    if isinstance(error, AlreadyWaiting):
+        extra["position"] = error.position
+    if isinstance(error, CapacityBelowHeld):
+        extra["held"] = error.held
+    response = problem(status, title, str(error), slug, **extra)
+    if isinstance(error, KeyInFlight):
+        response.headers["Retry-After"] = "1"
+        response.retry_after_meant = True  # observability.py keeps it on this 409
+    return response
 
 
 def problem(status: int, title: str, detail: str, slug: str | None = None, **extra):
@@ -56,13 +74,7 @@ def _unavailable(detail: str):
 def register(app: Flask) -> None:
     @app.errorhandler(BookingError)
     def refused(error: BookingError):
-        status, slug, title = _DOMAIN[type(error)]
-        extra = {}
-        if isinstance(error, AlreadyWaiting):
-            extra["position"] = error.position
-        if isinstance(error, CapacityBelowHeld):
-            extra["held"] = error.held
-        return problem(status, title, str(error), slug, **extra)
+        return refusal(error)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
     func,
     true,
@@ -87,3 +88,31 @@ class WaitingListEntry(db.Model):
 events = Event.__table__
 bookings = Booking.__table__
 waiting = WaitingListEntry.__table__
+
+
+class IdempotencyRecord(db.Model):
+    """A keyed request's answer, written in the same transaction as its change."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        # The key first: a batch looks its keys up with one IN list.
+        UniqueConstraint("idem_key", "scope"),
+        Index("ix_idempotency_keys_expires_at", "expires_at"),
+        MYSQL_OPTIONS,
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # Keys are visible ASCII and compared byte for byte (a case-insensitive
+    # collation would make "abc" replay "ABC").
+    idem_key: Mapped[str] = mapped_column(
+        String(255, collation="ascii_bin").with_variant(String(255), "sqlite")
+    )
+    scope: Mapped[str] = mapped_column(String(300))  # method, path, and the admin user
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the request body
+    status: Mapped[int] = mapped_column(Integer)
+    headers: Mapped[str] = mapped_column(Text)  # JSON object
+    body: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+idempotency_keys = IdempotencyRecord.__table__

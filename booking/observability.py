@@ -99,7 +99,9 @@ def init_app(app: Flask) -> None:
     def finish_request(response):
         request_id = g.get("request_id") or uuid.uuid4().hex
         response.headers[REQUEST_ID_HEADER] = request_id
-        if response.status_code not in (429, 503):
+        if response.status_code not in (429, 503) and not getattr(
+            response, "retry_after_meant", False
+        ):
             # Flask-Limiter stamps Retry-After on every response; it means "wait"
             # only on a refusal.
             response.headers.pop("Retry-After", None)

@@ -29,6 +29,7 @@ from .domain import (
     UserState,
     Waitlisted,
 )
+from .idempotency import Key
 from .locking import BookingLock
 from .waitlist import WaitingLists
 
@@ -119,18 +120,27 @@ class BookingService:
         self.waiting_lists = waiting_lists
         self.changes = GroupCommit(engine, lock, waiting_lists, **batching)
 
-    def initialize(self, name: str, total_tickets: int) -> EventState:
-        event_id = self.changes.run(None, None, lambda tx: tx.create_event(name, total_tickets))
-        return EventState(event_id, name, total_tickets, total_tickets, 0, True)
+    # Each change takes an optional Idempotency-Key; with one, it returns its Answer.
 
-    def change_event(self, event_id: int, **values) -> EventChanged:
-        return self.changes.run(event_id, None, lambda tx: change_event(tx, event_id, **values))
+    def initialize(self, name: str, total_tickets: int, key: Key | None = None) -> EventState:
+        def create(tx: Batch) -> EventState:
+            event_id = tx.create_event(name, total_tickets)
+            return EventState(event_id, name, total_tickets, total_tickets, 0, True)
 
-    def book(self, event_id: int, user_id: int) -> Booked | Waitlisted:
-        return self.changes.run(event_id, user_id, lambda tx: book(tx, event_id, user_id))
+        return self.changes.run(None, None, create, key)
 
-    def cancel(self, event_id: int, user_id: int) -> Cancelled | LeftWaitingList:
-        return self.changes.run(event_id, user_id, lambda tx: cancel(tx, event_id, user_id))
+    def change_event(self, event_id: int, key: Key | None = None, **values) -> EventChanged:
+        return self.changes.run(
+            event_id, None, lambda tx: change_event(tx, event_id, **values), key
+        )
+
+    def book(self, event_id: int, user_id: int, key: Key | None = None) -> Booked | Waitlisted:
+        return self.changes.run(event_id, user_id, lambda tx: book(tx, event_id, user_id), key)
+
+    def cancel(
+        self, event_id: int, user_id: int, key: Key | None = None
+    ) -> Cancelled | LeftWaitingList:
+        return self.changes.run(event_id, user_id, lambda tx: cancel(tx, event_id, user_id), key)
 
     def status(self, event_id: int) -> EventState:
         with self.engine.connect() as conn:

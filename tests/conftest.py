@@ -21,7 +21,7 @@ MYSQL_SERVER_URL = os.environ.get(
 )
 ADMIN_PASSWORD = "test-" + uuid.uuid4().hex
 LOG_FILE = os.path.join(tempfile.gettempdir(), f"booking-tests-{os.getpid()}.log")
-TABLES = ("waiting_list_entries", "bookings", "events")
+TABLES = ("idempotency_keys", "waiting_list_entries", "bookings", "events")
 
 
 def _settings(url: str, **extra) -> dict:

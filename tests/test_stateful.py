@@ -14,6 +14,7 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
@@ -49,6 +50,7 @@ def test_the_api_follows_the_model(app, admin, settings):
         def fresh_database(self, totals):
             wipe(database_url)
             self.events: dict[int, ModelEvent] = {}
+            self.keyed: list[tuple] = []  # (path, body, key, status, body bytes) answered
             for total in totals:
                 self.create(total)
 
@@ -143,6 +145,29 @@ def test_the_api_follows_the_model(app, admin, settings):
                     self.expect_book(event_id, user, response)
                 else:
                     self.expect_cancel(event_id, user, response)
+
+        @rule(data=st.data(), user=USERS, path=PATHS)
+        def keyed_change(self, data, user, path):
+            event_id = self.pick(data)
+            body = {"userId": user, "eventId": event_id}
+            key = f"key-{len(self.keyed)}"
+            response = client.post(
+                f"/api/events/{path}", json=body, headers={"Idempotency-Key": key}
+            )
+            expect = self.expect_book if path == "book" else self.expect_cancel
+            expect(event_id, user, response)
+            self.keyed.append((path, body, key, response.status_code, response.data))
+
+        @precondition(lambda self: getattr(self, "keyed", None))
+        @rule(data=st.data())
+        def retry_a_keyed_change(self, data):
+            """A retry gets the first answer again, byte for byte, and changes nothing."""
+            path, body, key, status, answer = data.draw(st.sampled_from(self.keyed))
+            response = client.post(
+                f"/api/events/{path}", json=body, headers={"Idempotency-Key": key}
+            )
+            assert (response.status_code, response.data) == (status, answer)
+            assert response.headers["Idempotent-Replayed"] == "true"
 
         @rule(data=st.data(), total=st.integers(min_value=0, max_value=5))
         def change_capacity(self, data, total):
