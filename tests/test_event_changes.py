@@ -2,6 +2,7 @@
 more tickets while people book and cancel, and sales closed under a booking storm."""
 
 import random
+import threading
 
 import httpx
 import pytest
@@ -112,3 +113,32 @@ def test_closed_sales_let_nobody_in_and_cancellations_still_promote(
         assert truth.sales_open is False
         assert truth.waiting == line[10:]
         assert not set(truth.waiting) & set(range(2001, 2301))
+
+
+def test_paging_visits_every_event_once_while_events_are_created(
+    mysql_database_url, tmp_path, lock_mode
+):
+    wipe(mysql_database_url)
+    with server(mysql_database_url, tmp_path, lock_mode) as s:
+        before = [initialize(s.url, f"before {i}", 1) for i in range(60)]
+        created = []
+
+        def create_more():
+            created.extend(initialize(s.url, f"during {i}", 1) for i in range(60))
+
+        creator = threading.Thread(target=create_more)
+        creator.start()
+        seen, cursor = [], None
+        with httpx.Client(base_url=s.url, timeout=30) as http:
+            while True:
+                query = {"limit": 7, **({"cursor": cursor} if cursor else {})}
+                page = http.get("/api/events", params=query).json()
+                seen += [event["eventId"] for event in page["events"]]
+                cursor = page["nextCursor"]
+                if cursor is None:
+                    break
+        creator.join(60)
+    assert len(seen) == len(set(seen)), "an event was listed twice"
+    assert seen == sorted(seen)
+    assert set(before) <= set(seen)
+    assert set(seen) <= set(before) | set(created)
