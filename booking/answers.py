@@ -124,6 +124,15 @@ def answered(status: int, schema, headers=None):
     return render
 
 
+def respond(result, key: Key | None, shape):
+    """A change's response: its keyed Answer as it stands, else the shaped result
+    (flask-smorest dumps it with the route's schema)."""
+    if key is not None:
+        return send(result)
+    log_outcome(result)
+    return shape(result)
+
+
 def send(answer: Answer):
     """A keyed request's answer, byte for byte; a replay says so in a header."""
     if isinstance(answer.result, domain.BookingError):

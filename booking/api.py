@@ -9,7 +9,7 @@ from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import BadRequest
 
 from . import answers, database
-from .answers import answered, keyed, log_outcome, send
+from .answers import answered, keyed, respond
 from .extensions import admin_auth
 from .schemas import (
     BookingRequest,
@@ -136,10 +136,7 @@ def require_json():
 def initialize(body):
     key = keyed(answered(201, EventSchema, headers=answers.location))
     state = service().initialize(body["event_name"], body["total_tickets"], key)
-    if key:
-        return send(state)
-    log_outcome(state)
-    return answers.event(state), answers.location(state)
+    return respond(state, key, lambda state: (answers.event(state), answers.location(state)))
 
 
 @blp.post("/api/events/book")
@@ -150,10 +147,7 @@ def initialize(body):
 def book(body):
     key = keyed(answered(201, BookingResult))
     result = service().book(body["event_id"], body["user_id"], key)
-    if key:
-        return send(result)
-    log_outcome(result)
-    return answers.booking(result)
+    return respond(result, key, answers.booking)
 
 
 @blp.post("/api/events/cancel")
@@ -167,10 +161,7 @@ def book(body):
 def cancel(body):
     key = keyed(answered(200, CancelResult))
     result = service().cancel(body["event_id"], body["user_id"], key)
-    if key:
-        return send(result)
-    log_outcome(result)
-    return answers.cancellation(result)
+    return respond(result, key, answers.cancellation)
 
 
 @blp.get(f"/api/events/status/{EVENT_ID}")
@@ -221,10 +212,7 @@ def change_event(body, event_id):
         total_tickets=body.get("total_tickets"),
         sales_open=body.get("sales_open"),
     )
-    if key:
-        return send(changed)
-    log_outcome(changed)
-    return answers.changed(changed)
+    return respond(changed, key, answers.changed)
 
 
 @blp.get(f"/api/users/{USER_ID}/bookings")
