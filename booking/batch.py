@@ -227,11 +227,7 @@ class Batch:
         new_bookings = [
             {"event_id": event_id, "user_id": user_id}
             for (event_id, user_id), held in self._booked.items()
-            if held
-            and (
-                not self._booked_before[(event_id, user_id)]
-                or (event_id, user_id) in self._unbooked
-            )
+            if held and self._is_new_booking((event_id, user_id))
         ]
         new_places = [
             {"event_id": event_id, "user_id": user_id, "seq": seq}
@@ -264,6 +260,7 @@ class Batch:
             store.purge_expired_answers(self.conn, self.now, limit=100)
 
     def _is_new_booking(self, pair: Pair) -> bool:
+        """Held now, and not the same row as before: never held, or deleted and re-added."""
         return not self._booked_before[pair] or pair in self._unbooked
 
     def committed(self) -> None:
