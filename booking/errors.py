@@ -83,9 +83,9 @@ def register(app: Flask) -> None:
         detail = error.description
         if isinstance(data, dict) and "messages" in data:
             # webargs/marshmallow validation: say which field and why.
-            where = "query string" if "query" in data["messages"] else "request body"
-            messages = data["messages"].get("json", data["messages"].get("query"))
-            messages = data["messages"] if messages is None else messages
+            by_location = data["messages"]
+            where = "query string" if "query" in by_location else "request body"
+            messages = by_location.get("json", by_location.get("query", by_location))
             if isinstance(messages, dict):
                 extra["errors"] = messages
                 detail = f"The {where} is not valid; see errors."
