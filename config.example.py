@@ -21,3 +21,14 @@
 
 # Largest request body in bytes (413 above it).
 # MAX_CONTENT_LENGTH = 16384
+
+# The journal and webhooks (seconds). The worker (`flask --app wsgi worker`)
+# delivers webhooks and purges journal entries older than JOURNAL_RETENTION once
+# every enabled webhook has them.
+# JOURNAL_RETENTION = 2592000          # 30 days
+# WEBHOOK_RETRY_BASE = 5               # first retry after ~5 s, doubling, with jitter
+# WEBHOOK_RETRY_CAP = 3600             # never more than an hour between attempts
+# WEBHOOK_MAX_AGE = 259200             # failing for 3 days disables the webhook
+# WEBHOOK_LEASE = 30                   # a dead worker's webhooks pass on after this
+# WEBHOOK_ALLOW_PRIVATE = False        # True lets webhooks reach loopback/private nets
+# WORKER_POLL_INTERVAL = 0.25          # how often an idle worker looks for new entries

@@ -9,8 +9,10 @@ from swagger_ui_bundle import swagger_ui_path
 from . import auth, cli, config, database, errors, headers, locking, observability, ratelimit
 from .api import blp
 from .extensions import api, db, migrate
+from .notifications import blp as notifications_blp
 from .service import BookingService
 from .waitlist import WaitingLists
+from .webhooks import Webhooks
 
 log = logging.getLogger("booking")
 
@@ -35,6 +37,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     api.init_app(app)
     api.spec.components.security_scheme("basicAuth", {"type": "http", "scheme": "basic"})
     api.register_blueprint(blp)
+    api.register_blueprint(notifications_blp)
     # marshmallow cannot say it; the spec must, or clients (and fuzzers) send {}.
     api.spec.components.schemas["EventChangeRequest"]["minProperties"] = 1
     _serve_docs_assets(app)
@@ -60,6 +63,7 @@ def create_app(test_config: dict | None = None) -> Flask:
             max_size=app.config["BATCH_MAX_SIZE"],
             max_hold=app.config["BATCH_MAX_HOLD_MS"] / 1000,
         )
+        app.extensions["webhooks"] = Webhooks(engine, app.config["WEBHOOK_ALLOW_PRIVATE"])
     return app
 
 

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from . import store
+from . import journal, store
 from .idempotency import Answer, Key, Stored
 from .waitlist import WaitingList, WaitingLists
 
@@ -65,6 +65,13 @@ class Batch:
         self._answers: dict[tuple[str, str], Stored] = {}
         self._expired_answers: dict[tuple[str, str], int] = {}  # key -> row id to replace
         self._new_answers: dict[tuple[str, str], dict] = {}
+        self._facts: list[dict] = []  # the journal's new entries, in order
+
+    def record(self, type_: str, event_id: int, user_id: int | None = None, **data) -> dict:
+        """Journal a fact of a change; its data may be filled in until write()."""
+        fact = journal.fact(type_, event_id, user_id, **data)
+        self._facts.append(fact)
+        return fact["data"]
 
     def load_answers(self, keys: list[Key]) -> None:
         """Read the stored answers of the batch's Idempotency-Keys (one statement)."""
@@ -251,6 +258,8 @@ class Batch:
         store.write_batch(
             self.conn, deleted_bookings, deleted_places, new_bookings, new_places, changed_events
         )
+        if self._facts:
+            journal.append(self.conn, self._facts)
         if self._new_answers:
             replaced = [
                 self._expired_answers[i] for i in self._new_answers if i in self._expired_answers

@@ -1,15 +1,31 @@
-"""Flask CLI commands: `flask --app wsgi admin-password`."""
+"""Flask CLI commands: `flask --app wsgi admin-password`, `flask --app wsgi worker`."""
 
 import os
 import secrets
+import signal
 from pathlib import Path
 
 import click
 from flask import Flask, current_app
 
+from .worker import Settings, Worker
+
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(admin_password)
+    app.cli.add_command(worker)
+
+
+@click.command("worker")
+@click.option("--once", is_flag=True, help="Run one pass (sequence, deliver, purge) and exit.")
+def worker(once: bool) -> None:
+    """Deliver webhooks and keep the journal, until SIGTERM or SIGINT."""
+    engine = current_app.extensions["booking"].engine
+    running = Worker(engine, Settings.of(current_app.config))
+    # Stop between attempts: the one in progress is finished and recorded first.
+    signal.signal(signal.SIGTERM, running.stop)
+    signal.signal(signal.SIGINT, running.stop)
+    running.run(once=once)
 
 
 @click.command("admin-password")

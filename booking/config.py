@@ -19,6 +19,27 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
 def database_url(instance_path: str) -> str:
     """DATABASE_URL wins; else a MySQL URL from DB_*; else SQLite under instance/."""
     if url := os.environ.get("DATABASE_URL"):
@@ -65,6 +86,16 @@ def from_environment(instance_path: str) -> dict:
         # Database connections a worker keeps: one per gunicorn thread.
         "DB_POOL_SIZE": _int("DB_POOL_SIZE", _int("GUNICORN_THREADS", 16)),
         "BATCH_MAX_HOLD_MS": _int("BATCH_MAX_HOLD_MS", 50),
+        # The journal and webhooks (seconds). Entries older than JOURNAL_RETENTION
+        # go once every enabled webhook has them.
+        "JOURNAL_RETENTION": _int("JOURNAL_RETENTION", 30 * 24 * 3600),
+        "WEBHOOK_RETRY_BASE": _float("WEBHOOK_RETRY_BASE", 5.0),
+        "WEBHOOK_RETRY_CAP": _float("WEBHOOK_RETRY_CAP", 3600.0),
+        "WEBHOOK_MAX_AGE": _float("WEBHOOK_MAX_AGE", 3 * 24 * 3600.0),
+        "WEBHOOK_LEASE": _float("WEBHOOK_LEASE", 30.0),
+        # Let webhooks reach loopback and private networks (development only).
+        "WEBHOOK_ALLOW_PRIVATE": _bool("WEBHOOK_ALLOW_PRIVATE", False),
+        "WORKER_POLL_INTERVAL": _float("WORKER_POLL_INTERVAL", 0.25),
         "RATE_LIMIT": os.environ.get("RATE_LIMIT", "100 per 15 minutes"),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_KEY_PREFIX": os.environ.get("RATELIMIT_KEY_PREFIX", "booking"),

@@ -17,6 +17,7 @@ from .domain import (
     SalesClosed,
 )
 from .idempotency import KeyInFlight, KeyReused
+from .webhooks import DestinationRefused, WebhookNotFound
 
 log = logging.getLogger("booking.errors")
 
@@ -33,6 +34,8 @@ _DOMAIN = {
     CapacityBelowHeld: (409, "capacity-below-held", "Fewer tickets than are booked"),
     KeyReused: (422, "idempotency-key-reused", "Idempotency-Key reused"),
     KeyInFlight: (409, "idempotency-key-in-flight", "Idempotency-Key in use"),
+    WebhookNotFound: (404, "webhook-not-found", "Webhook not found"),
+    DestinationRefused: (400, "webhook-destination-refused", "Webhook destination refused"),
 }
 
 

@@ -33,7 +33,8 @@ T = TypeVar("T")
 # Every table a change touches, each named once: LOCK TABLES refuses to let the
 # session touch a table (or alias) it did not name.
 LOCK_TABLES = (
-    "LOCK TABLES events WRITE, bookings WRITE, waiting_list_entries WRITE, idempotency_keys WRITE"
+    "LOCK TABLES events WRITE, bookings WRITE, waiting_list_entries WRITE,"
+    " idempotency_keys WRITE, journal_entries WRITE"
 )
 DEADLOCK = 1213  # ER_LOCK_DEADLOCK, SQLSTATE 40001; Galera's certification failure too
 

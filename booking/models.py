@@ -16,6 +16,7 @@ from sqlalchemy import (
     func,
     true,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
@@ -116,3 +117,94 @@ class IdempotencyRecord(db.Model):
 
 
 idempotency_keys = IdempotencyRecord.__table__
+
+
+# Millisecond-or-better timestamps from the database's clock (the one clock every
+# host shares); the MySQL session runs in UTC (database.py).
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+class JournalEntry(db.Model):
+    """One committed fact, written in the same transaction as the change (an outbox).
+
+    `id` is given at insert; in row mode batches of different events commit in
+    parallel, so ids may commit out of order. `entry_id` is given after the
+    commit by the sequencer (journal.py), one at a time, so readers that follow
+    entry_id never skip an entry that commits late.
+    """
+
+    __tablename__ = "journal_entries"
+    __table_args__ = (
+        UniqueConstraint("entry_id"),
+        # An event's history in commit order.
+        Index("ix_journal_entries_event_entry", "event_id", "entry_id"),
+        Index("ix_journal_entries_at", "at"),
+        {"sqlite_autoincrement": True, **MYSQL_OPTIONS},
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    entry_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    type: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    data: Mapped[str] = mapped_column(Text)  # JSON object
+
+
+class JournalSequence(db.Model):
+    """One row: the last entry_id given out. Sequencers lock it, writers never touch it."""
+
+    __tablename__ = "journal_sequence"
+    __table_args__ = (MYSQL_OPTIONS,)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_entry_id: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Webhook(db.Model):
+    __tablename__ = "webhooks"
+    __table_args__ = (MYSQL_OPTIONS,)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    event_types: Mapped[str] = mapped_column(Text)  # JSON list, or ["*"]
+    event_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    secret: Mapped[str] = mapped_column(String(100))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    # Delivered up to here (every wanted entry_id <= it was acknowledged).
+    delivered_up_to: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The entry being retried: how many attempts failed, since when, and when next.
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    failing_since: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    # One worker at a time delivers for a webhook; the lease lapses if it dies.
+    lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
+class WebhookDelivery(db.Model):
+    """One attempt to deliver one entry to one webhook."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_webhook", "webhook_id", "id"),
+        {"sqlite_autoincrement": True, **MYSQL_OPTIONS},
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    entry_id: Mapped[int] = mapped_column(BigInteger)
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text, nullable=True)  # 1 KiB at most
+
+
+journal = JournalEntry.__table__
+journal_sequence = JournalSequence.__table__
+webhooks = Webhook.__table__
+deliveries = WebhookDelivery.__table__

@@ -8,7 +8,7 @@ one place per event), and decides every refusal before it changes anything.
 
 from sqlalchemy import Engine
 
-from . import store
+from . import journal, store
 from .batch import Batch, EventView
 from .changes import GroupCommit
 from .domain import (
@@ -46,17 +46,24 @@ def book(tx: Batch, event_id: int, user_id: int) -> Booked | Waitlisted:
         # A free ticket means nobody waits.
         tx.take_ticket(event)
         tx.add_booking(event, user_id)
+        tx.record("booking.booked", event_id, user_id)
         return Booked(event_id, user_id)
-    return Waitlisted(event_id, user_id, tx.join_waiting_list(event, user_id))
+    position = tx.join_waiting_list(event, user_id)
+    tx.record("waitlist.joined", event_id, user_id, position=position)
+    return Waitlisted(event_id, user_id, position)
 
 
 def cancel(tx: Batch, event_id: int, user_id: int) -> Cancelled | LeftWaitingList:
     event = _existing(tx.event(event_id), event_id)
     if tx.holds_ticket(event, user_id):
         tx.delete_booking(event, user_id)
-        return Cancelled(event_id, user_id, _pass_on_ticket(tx, event))
+        cancelled = tx.record("booking.cancelled", event_id, user_id)
+        promoted = _pass_on_ticket(tx, event, cause="booking.cancelled", causeUserId=user_id)
+        cancelled["promotedUserId"] = promoted
+        return Cancelled(event_id, user_id, promoted)
     if tx.place(event, user_id) is not None:
         tx.leave_waiting_list(event, user_id)
+        tx.record("waitlist.left", event_id, user_id)
         return LeftWaitingList(event_id, user_id)
     raise NothingToCancel(event_id, user_id)
 
@@ -75,6 +82,11 @@ def change_event(
     if total_tickets is not None and total_tickets < held:
         raise CapacityBelowHeld(event_id, total_tickets, held)
     promoted = []
+    given = {"eventName": name, "totalTickets": total_tickets, "salesOpen": sales_open}
+    updated = tx.record(
+        "event.updated", event_id, **{k: v for k, v in given.items() if v is not None}
+    )
+    updated["promotedUserIds"] = promoted  # filled in below
     if total_tickets is not None:
         added = total_tickets - event.total_tickets
         tx.change_event(event, total_tickets=total_tickets)
@@ -82,7 +94,7 @@ def change_event(
             tx.change_event(event, available_tickets=event.available_tickets + added)
         while added > 0:
             added -= 1
-            promoted_user = _pass_on_ticket(tx, event)
+            promoted_user = _pass_on_ticket(tx, event, cause="event.updated", causeUserId=None)
             if promoted_user is None:
                 tx.change_event(event, available_tickets=event.available_tickets + added)
                 break
@@ -94,14 +106,16 @@ def change_event(
     return EventChanged(EventState.of(event), promoted)
 
 
-def _pass_on_ticket(tx: Batch, event: EventView) -> int | None:
-    """A freed ticket goes to the head of the line, or becomes available."""
+def _pass_on_ticket(tx: Batch, event: EventView, **cause) -> int | None:
+    """A freed ticket goes to the head of the line, or becomes available. `cause`
+    (the change that freed it) goes into the journal's booking.promoted."""
     head = tx.head(event)
     if head is None:
         tx.release_ticket(event)
         return None
     tx.leave_waiting_list(event, head)
     tx.add_booking(event, head)
+    tx.record("booking.promoted", event.id, head, **cause)
     return head
 
 
@@ -125,6 +139,7 @@ class BookingService:
     def initialize(self, name: str, total_tickets: int, key: Key | None = None) -> EventState:
         def create(tx: Batch) -> EventState:
             event_id = tx.create_event(name, total_tickets)
+            tx.record("event.created", event_id, eventName=name, totalTickets=total_tickets)
             return EventState(event_id, name, total_tickets, total_tickets, 0, True)
 
         return self.changes.run(None, None, create, key)
@@ -176,6 +191,15 @@ class BookingService:
         if position is None:
             return UserState(event_id, user_id, "none")
         return UserState(event_id, user_id, "waitlisted", position)
+
+    def history(self, event_id: int, after: int, limit: int) -> tuple[list[dict], int | None]:
+        """The event's journal entries after entry `after`, in commit order, a page at a time."""
+        journal.sequence(self.engine)  # what is committed gets its entry id before it is read
+        with self.engine.connect() as conn:
+            _existing(store.event(conn, event_id), event_id)
+            entries = journal.event_history(conn, event_id, after, limit + 1)
+        found = entries[:limit]
+        return found, found[-1]["entry_id"] if len(entries) > limit else None
 
     def waiting_list(self, event_id: int) -> list[int]:
         """The line in order, from this process's copy once it is made current."""

@@ -21,7 +21,15 @@ MYSQL_SERVER_URL = os.environ.get(
 )
 ADMIN_PASSWORD = "test-" + uuid.uuid4().hex
 LOG_FILE = os.path.join(tempfile.gettempdir(), f"booking-tests-{os.getpid()}.log")
-TABLES = ("idempotency_keys", "waiting_list_entries", "bookings", "events")
+TABLES = (
+    "webhook_deliveries",
+    "webhooks",
+    "journal_entries",
+    "idempotency_keys",
+    "waiting_list_entries",
+    "bookings",
+    "events",
+)
 
 
 def _settings(url: str, **extra) -> dict:

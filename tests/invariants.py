@@ -13,16 +13,24 @@ and returns what it read so a test can make its own, sharper checks:
   (event_id, seq) is unique in waiting_list_entries, every seq below
   events.next_waiting_seq.
 
+It also replays the journal (after giving every committed entry its entry id):
+each event's entries, in entry order, must rebuild exactly its row, its
+bookings and its line, so nothing committed is missing from the journal and
+nothing else is in it.
+
 Given `api_url`, it also asks the running service for each event's status and
 checks it against the database; given `admin_headers` too, it reads the admin
 waiting list (`waiting_list_reads` times, so several workers answer) and
 checks it against the rows in seq order.
 """
 
+import json
 from dataclasses import dataclass, field
 
 import httpx
 import sqlalchemy as sa
+
+from booking import journal
 
 
 @dataclass
@@ -184,6 +192,7 @@ def check_invariants(
     api_url: str | None = None,
     admin_headers: dict | None = None,
     waiting_list_reads: int = 1,
+    check_journal: bool = True,
 ) -> dict[int, EventTruth]:
     """Assert the invariants (and, given `api_url`, that the API agrees); return the truth.
 
@@ -193,6 +202,8 @@ def check_invariants(
     events, found = read_truth(database_url)
     for event in events.values():
         found.extend(event_violations(event))
+    if check_journal:
+        found.extend(journal_violations(database_url, events))
     if api_url is not None:
         found.extend(api_violations(events, api_url, admin_headers, waiting_list_reads))
     if found:
@@ -200,3 +211,105 @@ def check_invariants(
             f"{len(found)} invariant violation(s):\n" + "\n".join("  " + f for f in found)
         )
     return events
+
+
+def replay_journal(database_url: str) -> tuple[dict[int, dict], list[str]]:
+    """Each event as its journal tells it: {event_id: {name, total, salesOpen, booked, line}}."""
+    engine = sa.create_engine(database_url)
+    found: list[str] = []
+    replayed: dict[int, dict] = {}
+    try:
+        while journal.sequence(engine):
+            pass
+        with engine.connect() as conn:
+            rows = list(
+                conn.execute(
+                    sa.text(
+                        "SELECT entry_id, type, event_id, user_id, data FROM journal_entries"
+                        " ORDER BY event_id, entry_id"
+                    )
+                )
+            )
+    finally:
+        engine.dispose()
+    for entry_id, type_, event_id, user_id, data in rows:
+        data = json.loads(data)
+        where = f"journal entry {entry_id} ({type_}, event {event_id}, user {user_id})"
+        if entry_id is None:
+            found.append(f"{where}: never given an entry id")
+            continue
+        if type_ == "event.created":
+            replayed[event_id] = {
+                "name": data["eventName"],
+                "total": data["totalTickets"],
+                "salesOpen": True,
+                "booked": set(),
+                "line": [],
+            }
+            continue
+        event = replayed.get(event_id)
+        if event is None:
+            found.append(f"{where}: before the event's event.created")
+            continue
+        booked, line = event["booked"], event["line"]
+        if type_ == "event.updated":
+            for key, field_ in (("eventName", "name"), ("totalTickets", "total")):
+                if key in data:
+                    event[field_] = data[key]
+            event["salesOpen"] = data.get("salesOpen", event["salesOpen"])
+        elif type_ == "booking.booked":
+            if user_id in booked or user_id in line:
+                found.append(f"{where}: the user already held a ticket or a place")
+            booked.add(user_id)
+        elif type_ == "waitlist.joined":
+            line.append(user_id)
+            if data.get("position") != len(line):
+                found.append(f"{where}: position {data.get('position')} != {len(line)}")
+        elif type_ == "booking.cancelled":
+            if user_id not in booked:
+                found.append(f"{where}: the user held no ticket")
+            booked.discard(user_id)
+        elif type_ == "waitlist.left":
+            if user_id not in line:
+                found.append(f"{where}: the user was not in line")
+            else:
+                line.remove(user_id)
+        elif type_ == "booking.promoted":
+            if not line or line[0] != user_id:
+                found.append(f"{where}: not the head of the line {line[:3]}")
+            if user_id in line:
+                line.remove(user_id)
+            booked.add(user_id)
+        else:
+            found.append(f"{where}: unknown type")
+    return replayed, found
+
+
+def journal_violations(database_url: str, events: dict[int, EventTruth]) -> list[str]:
+    replayed, found = replay_journal(database_url)
+    for event_id in replayed.keys() - events.keys():
+        found.append(f"event {event_id}: in the journal, not in the database")
+    for event in events.values():
+        told = replayed.get(event.event_id)
+        if told is None:
+            found.append(f"event {event.event_id}: no event.created in the journal")
+            continue
+        truth = {
+            "name": event.name,
+            "total": event.total,
+            "salesOpen": event.sales_open,
+            "booked": set(event.booked),
+            "line": event.waiting,
+        }
+        for key, value in truth.items():
+            if told[key] != value:
+                found.append(
+                    f"event {event.event_id}: the journal says {key}={_short(told[key])},"
+                    f" the tables {_short(value)}"
+                )
+    return found
+
+
+def _short(value) -> str:
+    text = repr(sorted(value) if isinstance(value, set) else value)
+    return text if len(text) < 200 else text[:200] + "..."

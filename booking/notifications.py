@@ -1,0 +1,109 @@
+"""The HTTP face of the journal and webhooks (admin only): an event's history, and
+webhook subscriptions with their delivery attempts."""
+
+from flask import current_app, url_for
+
+from .api import ADMIN, EVENT_ID, Blueprint, problems, require_json, service
+from .extensions import admin_auth
+from .notification_schemas import (
+    DeliveriesPageSchema,
+    HistoryPageSchema,
+    WebhookCreatedSchema,
+    WebhookRequest,
+    WebhookSchema,
+    WebhooksPageSchema,
+)
+from .schemas import PageQuery
+
+WEBHOOK_ID = "<int(min=1, max=9223372036854775807):webhook_id>"
+
+blp = Blueprint(
+    "notifications",
+    __name__,
+    description="The journal of every change, and webhooks that deliver it (admin)",
+)
+blp.before_request(require_json)
+
+
+def webhooks():
+    return current_app.extensions["webhooks"]
+
+
+def shaped(hook) -> dict:
+    return {
+        "webhook_id": hook.webhook_id,
+        "url": hook.url,
+        "event_types": hook.event_types,
+        "event_id": hook.event_id,
+        "enabled": hook.enabled,
+        "disabled_reason": hook.disabled_reason,
+        "created_at": hook.created_at,
+        "delivered_up_to": hook.delivered_up_to,
+        "secret": hook.secret,
+    }
+
+
+@blp.get(f"/api/events/{EVENT_ID}/history")
+@admin_auth.login_required
+@blp.arguments(PageQuery, location="query")
+@blp.response(200, HistoryPageSchema)
+@blp.doc(security=ADMIN, summary="The event's journal in commit order, a page at a time (admin)")
+@problems(400, 401, 404, 429, 503)
+def history(query, event_id):
+    entries, next_after = service().history(event_id, query["cursor"], query["limit"])
+    return {"event_id": event_id, "entries": entries, "next_after": next_after}
+
+
+@blp.post("/api/webhooks")
+@admin_auth.login_required
+@blp.arguments(WebhookRequest)
+@blp.response(201, WebhookCreatedSchema)
+@blp.doc(
+    security=ADMIN,
+    summary="Subscribe a URL to journal entries, signed per Standard Webhooks (admin)",
+)
+@problems(400, 401, 404, 415, 429, 503)
+def create_webhook(body):
+    hook = webhooks().create(body["url"], body["event_types"], body["event_id"])
+    location = url_for("notifications.get_webhook", webhook_id=hook.webhook_id)
+    return shaped(hook), {"Location": location}
+
+
+@blp.get("/api/webhooks")
+@admin_auth.login_required
+@blp.arguments(PageQuery, location="query")
+@blp.response(200, WebhooksPageSchema)
+@blp.doc(security=ADMIN, summary="Webhooks in id order, a page at a time (admin)")
+@problems(400, 401, 429, 503)
+def list_webhooks(query):
+    found, next_after = webhooks().page(query["cursor"], query["limit"])
+    return {"webhooks": [shaped(hook) for hook in found], "next_after": next_after}
+
+
+@blp.get(f"/api/webhooks/{WEBHOOK_ID}")
+@admin_auth.login_required
+@blp.response(200, WebhookSchema)
+@blp.doc(security=ADMIN, summary="One webhook, without its secret (admin)")
+@problems(401, 404, 429, 503)
+def get_webhook(webhook_id):
+    return shaped(webhooks().get(webhook_id))
+
+
+@blp.route(f"/api/webhooks/{WEBHOOK_ID}", methods=["DELETE"])
+@admin_auth.login_required
+@blp.response(204)
+@blp.doc(security=ADMIN, summary="Stop and remove a webhook and its attempts (admin)")
+@problems(401, 404, 405, 429, 503)
+def delete_webhook(webhook_id):
+    webhooks().delete(webhook_id)
+
+
+@blp.get(f"/api/webhooks/{WEBHOOK_ID}/deliveries")
+@admin_auth.login_required
+@blp.arguments(PageQuery, location="query")
+@blp.response(200, DeliveriesPageSchema)
+@blp.doc(security=ADMIN, summary="Every delivery attempt, oldest first (admin)")
+@problems(400, 401, 404, 429, 503)
+def deliveries(query, webhook_id):
+    found, next_after = webhooks().attempts(webhook_id, query["cursor"], query["limit"])
+    return {"webhook_id": webhook_id, "deliveries": found, "next_after": next_after}

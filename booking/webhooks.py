@@ -1,0 +1,132 @@
+"""Webhook subscriptions: create, read, delete, and their delivery attempts. No Flask.
+
+A new webhook starts at the journal's current end: it is sent what is
+committed from about its creation on, never the whole past.
+"""
+
+import base64
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, Row
+
+from . import destinations, journal, store, webhook_store
+from .domain import BookingError, EventNotFound
+
+ALL_TYPES = "*"
+
+
+class WebhookNotFound(BookingError):
+    def __init__(self, webhook_id: int):
+        super().__init__(f"Webhook {webhook_id} does not exist.")
+
+
+class DestinationRefused(BookingError):
+    """The URL is not http(s) to a public address (see destinations.py)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookView:
+    webhook_id: int
+    url: str
+    event_types: list[str]
+    event_id: int | None
+    enabled: bool
+    disabled_reason: str | None
+    created_at: datetime
+    delivered_up_to: int
+    secret: str | None = None  # only in the answer to its creation
+
+    @classmethod
+    def of(cls, row: Row, secret: str | None = None) -> "WebhookView":
+        return cls(
+            row.id,
+            row.url,
+            json.loads(row.event_types),
+            row.event_id,
+            bool(row.enabled),
+            row.disabled_reason,
+            journal.as_utc(row.created_at),
+            row.delivered_up_to,
+            secret,
+        )
+
+
+def wanted_types(event_types: str) -> list[str] | None:
+    """The stored JSON list as a filter: None means every type."""
+    types = json.loads(event_types)
+    return None if ALL_TYPES in types else types
+
+
+def new_secret() -> str:
+    """Standard Webhooks' form: "whsec_" and base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+class Webhooks:
+    def __init__(self, engine: Engine, allow_private: bool):
+        self.engine = engine
+        self.allow_private = allow_private
+
+    def create(self, url: str, event_types: list[str], event_id: int | None) -> WebhookView:
+        try:
+            destinations.check(url, self.allow_private)
+        except destinations.RefusedDestination as refused:
+            raise DestinationRefused(str(refused)) from None
+        types = [ALL_TYPES] if ALL_TYPES in event_types else sorted(set(event_types))
+        secret = new_secret()
+        with self.engine.begin() as conn:
+            if event_id is not None and store.event(conn, event_id) is None:
+                raise EventNotFound(event_id)
+            webhook_id = webhook_store.create(
+                conn,
+                url=url,
+                event_types=json.dumps(types),
+                event_id=event_id,
+                secret=secret,
+                enabled=True,
+                created_at=journal.database_now(conn),
+                delivered_up_to=journal.last_entry_id(conn),
+                failed_attempts=0,
+            )
+            row = webhook_store.get(conn, webhook_id)
+        return WebhookView.of(row, secret)
+
+    def get(self, webhook_id: int) -> WebhookView:
+        with self.engine.connect() as conn:
+            row = webhook_store.get(conn, webhook_id)
+        if row is None:
+            raise WebhookNotFound(webhook_id)
+        return WebhookView.of(row)
+
+    def page(self, after: int, limit: int) -> tuple[list[WebhookView], int | None]:
+        with self.engine.connect() as conn:
+            rows = webhook_store.page(conn, after, limit + 1)
+        found = [WebhookView.of(row) for row in rows[:limit]]
+        return found, found[-1].webhook_id if len(rows) > limit else None
+
+    def delete(self, webhook_id: int) -> None:
+        """Gone with its attempts; a worker sending for it stops after the attempt at hand."""
+        with self.engine.begin() as conn:
+            if not webhook_store.delete(conn, webhook_id):
+                raise WebhookNotFound(webhook_id)
+
+    def attempts(self, webhook_id: int, after: int, limit: int) -> tuple[list[dict], int | None]:
+        with self.engine.connect() as conn:
+            if webhook_store.get(conn, webhook_id) is None:
+                raise WebhookNotFound(webhook_id)
+            rows = webhook_store.attempts(conn, webhook_id, after, limit + 1)
+        found = [
+            {
+                "entry_id": row.entry_id,
+                "attempt": row.attempt,
+                "at": journal.as_utc(row.at),
+                "status_code": row.status_code,
+                "error": row.error,
+                "duration_ms": row.duration_ms,
+            }
+            for row in rows[:limit]
+        ]
+        return found, rows[limit - 1].id if len(rows) > limit else None
