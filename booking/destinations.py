@@ -9,6 +9,7 @@ address that was checked, so a DNS answer that changes in between (rebinding)
 cannot slip through.
 """
 
+import contextlib
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -48,18 +49,16 @@ def parse(url: str) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname, port, target
 
 
+class Unresolved(RefusedDestination):
+    """The host name does not resolve (now)."""
+
+
 def check(url: str, allow_private: bool) -> None:
     """At creation: refuse a bad URL or one that resolves to a non-public address. A
     name that does not resolve yet is let through: nothing is sent until an
     attempt resolves it, and each attempt checks again."""
-    try:
+    with contextlib.suppress(Unresolved):
         resolve(url, allow_private)
-    except Unresolved:
-        pass
-
-
-class Unresolved(RefusedDestination):
-    pass
 
 
 def resolve(url: str, allow_private: bool) -> Destination:
