@@ -11,9 +11,11 @@ from collections import Counter
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from .conftest import ADMIN_PASSWORD, basic_auth, initialize, wipe
 from .invariants import check_invariants
+from .receivers import Receiver, WorkerProcess, verified
 from .servers import Gunicorn
 from .storm import Call, run_storm
 
@@ -57,14 +59,43 @@ def unexpected(storm, allowed) -> list:
     return [(r.call.json, r.kind, r.body or r.error) for r in found]
 
 
+def journal_counts(database_url: str, event_id: int) -> dict[str, int]:
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT type, COUNT(*) FROM journal_entries WHERE event_id = :e GROUP BY type"),
+            {"e": event_id},
+        )
+        counts = dict(rows.all())
+    engine.dispose()
+    return counts
+
+
 def test_1000_users_race_for_100_tickets(mysql_database_url, tmp_path, lock_mode):
+    """...and a webhook for booking.promoted, delivered by a running worker, hears of
+    exactly the 50 users the cancellations promoted."""
     wipe(mysql_database_url)
     started = time.perf_counter()
     rng = random.Random(100)
     users = rng.sample(range(1, 1_000_000), 1000)
-    with Gunicorn(
-        mysql_database_url, ADMIN_PASSWORD, workers=WORKERS, **server_settings(tmp_path, lock_mode)
-    ) as server:
+    settings = server_settings(tmp_path, lock_mode)
+    with (
+        Gunicorn(
+            mysql_database_url,
+            ADMIN_PASSWORD,
+            workers=WORKERS,
+            WEBHOOK_ALLOW_PRIVATE="true",
+            **settings,
+        ) as server,
+        Receiver() as receiver,
+        WorkerProcess(mysql_database_url, tmp_path / "worker.log", **settings),
+    ):
+        hook = httpx.post(
+            f"{server.url}/api/webhooks",
+            json={"url": receiver.url, "eventTypes": ["booking.promoted"]},
+            headers=ADMIN,
+        )
+        assert hook.status_code == 201, hook.text
         event_id = initialize(server.url, "Hundred seats", 100)
 
         booking = run_storm(
@@ -133,6 +164,26 @@ def test_1000_users_race_for_100_tickets(mysql_database_url, tmp_path, lock_mode
         truth = check_invariants(mysql_database_url, server.url, ADMIN, 2 * WORKERS)[event_id]
         assert set(truth.booked) == (booked - set(cancelling_users)) | set(promoted)
         assert truth.waiting == line[50:]
+
+        # One journal entry per committed fact, counted against what the storm did.
+        assert journal_counts(mysql_database_url, event_id) == {
+            "event.created": 1,
+            "booking.booked": 100,
+            "waitlist.joined": 900,
+            "booking.cancelled": 50,
+            "booking.promoted": 50,
+        }
+        arrived = receiver.wait_for(50)
+        time.sleep(0.5)  # a 51st would be a duplicate
+        payloads = [verified(r, hook.json()["secret"]) for r in receiver.received]
+        assert [p["type"] for p in payloads] == ["booking.promoted"] * 50
+        assert sorted(p["data"]["userId"] for p in payloads) == sorted(promoted)
+        ids = [int(r.webhook_id) for r in arrived]
+        assert ids == sorted(ids) and len(set(ids)) == 50
+        history = httpx.get(
+            f"{server.url}/api/events/{event_id}/history", params={"limit": 100}, headers=ADMIN
+        )
+        assert history.json()["entries"][0]["type"] == "event.created"
 
     print(
         f"\n[concurrency, {lock_mode} lock] 1000 users, 100 tickets, {WORKERS} workers:"

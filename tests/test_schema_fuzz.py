@@ -72,9 +72,7 @@ def test_every_operation_keeps_its_contract(case):
     if case.operation.path == "/api/webhooks" and case.method == "POST":
         # A URL the spec allows may still resolve to a loopback or private address, which
         # the SSRF guard rightly refuses with 400: check that refusal instead.
-        response = case.call_and_validate(
-            headers=ADMIN, excluded_checks=[positive_data_acceptance]
-        )
+        response = case.call_and_validate(headers=ADMIN, excluded_checks=[positive_data_acceptance])
         if response.status_code == 400:
             assert response.json()["type"] in DESTINATION_OR_VALIDATION, response.text
         return

@@ -1,7 +1,8 @@
 """A Hypothesis state machine drives the API against a plain Python model of the rules.
 
 Every response is compared with what the model says it must be, and after every
-step each event's status, line and the invariants are checked. Runs on SQLite and
+step each event's status, line, journal (the admin history) and the invariants
+are checked. Runs on SQLite and
 on MariaDB, derandomized so CI replays the same programs.
 """
 
@@ -35,6 +36,8 @@ class ModelEvent:
     booked: set[int] = field(default_factory=set)
     line: list[int] = field(default_factory=list)
     sales_open: bool = True
+    # What the journal must say, in commit order: (type, userId, data).
+    journal: list[tuple] = field(default_factory=list)
 
     @property
     def available(self) -> int:
@@ -65,7 +68,10 @@ def test_the_api_follows_the_model(app, admin, settings):
                 headers=admin,
             )
             assert response.status_code == 201
-            self.events[response.json["eventId"]] = ModelEvent(name, total)
+            event = self.events[response.json["eventId"]] = ModelEvent(name, total)
+            event.journal.append(
+                ("event.created", None, {"eventName": name, "totalTickets": total})
+            )
 
         @rule(data=st.data(), users=st.lists(USERS, min_size=1, max_size=3))
         def book(self, data, users):
@@ -93,8 +99,10 @@ def test_the_api_follows_the_model(app, admin, settings):
                 assert response.status_code == 201
                 assert response.json == {"status": "booked", "eventId": event_id, "userId": user}
                 event.booked.add(user)
+                event.journal.append(("booking.booked", user, {}))
             else:
                 event.line.append(user)
+                event.journal.append(("waitlist.joined", user, {"position": len(event.line)}))
                 assert response.status_code == 201
                 assert response.json == {
                     "status": "waitlisted",
@@ -116,8 +124,11 @@ def test_the_api_follows_the_model(app, admin, settings):
             elif user in event.booked:
                 event.booked.remove(user)
                 promoted = event.line.pop(0) if event.line else None
+                event.journal.append(("booking.cancelled", user, {"promotedUserId": promoted}))
                 if promoted is not None:
                     event.booked.add(promoted)
+                    cause = {"cause": "booking.cancelled", "causeUserId": user}
+                    event.journal.append(("booking.promoted", promoted, cause))
                 assert response.status_code == 200
                 assert response.json == {
                     "status": "cancelled",
@@ -127,6 +138,7 @@ def test_the_api_follows_the_model(app, admin, settings):
                 }
             else:
                 event.line.remove(user)
+                event.journal.append(("waitlist.left", user, {}))
                 assert response.status_code == 200
                 assert response.json["status"] == "left_waiting_list"
 
@@ -185,6 +197,10 @@ def test_the_api_follows_the_model(app, admin, settings):
             event.line = event.line[len(promoted) :]
             event.booked |= set(promoted)
             event.total = total
+            updated = {"totalTickets": total, "promotedUserIds": promoted}
+            event.journal.append(("event.updated", None, updated))
+            cause = {"cause": "event.updated", "causeUserId": None}
+            event.journal.extend(("booking.promoted", user, cause) for user in promoted)
             assert response.status_code == 200
             assert response.json["promotedUserIds"] == promoted
             assert response.json["totalTickets"] == total
@@ -198,6 +214,8 @@ def test_the_api_follows_the_model(app, admin, settings):
             assert response.status_code == 200
             assert response.json["salesOpen"] is sales_open
             self.events[event_id].sales_open = sales_open
+            updated = {"salesOpen": sales_open, "promotedUserIds": []}
+            self.events[event_id].journal.append(("event.updated", None, updated))
 
         @rule(user=USERS)
         def a_user_sees_their_bookings(self, user):
@@ -238,6 +256,19 @@ def test_the_api_follows_the_model(app, admin, settings):
                 expected.update(status="waitlisted", position=event.line.index(user) + 1)
             assert response.json == expected
 
+        def history(self, event_id) -> list[tuple]:
+            """The event's journal as the admin history route pages through it."""
+            entries, cursor = [], None
+            while True:
+                query = "?limit=100" + (f"&cursor={cursor}" if cursor else "")
+                page = client.get(f"/api/events/{event_id}/history{query}", headers=admin).json
+                entries += page["entries"]
+                if (cursor := page["nextCursor"]) is None:
+                    break
+            ids = [entry["entryId"] for entry in entries]
+            assert ids == sorted(set(ids)), "entry ids must grow in commit order"
+            return [(e["type"], e["userId"], e["data"]) for e in entries]
+
         @invariant()
         def every_event_matches_the_model(self):
             for event_id, event in getattr(self, "events", {}).items():
@@ -252,6 +283,7 @@ def test_the_api_follows_the_model(app, admin, settings):
                 }
                 line = client.get(f"/api/events/{event_id}/waiting-list", headers=admin)
                 assert line.json["userIds"] == event.line
+                assert self.history(event_id) == event.journal
                 # The model's own rules, so a wrong model cannot pass silently.
                 assert 0 <= event.available <= event.total
                 assert not (event.line and event.available > 0)
