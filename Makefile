@@ -1,4 +1,4 @@
-# Quick start: `make run` (install, migrate, serve on SQLite), `make test`.
+# Quick start: `make run` (install, migrate, serve on SQLite with the worker), `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -17,8 +17,11 @@ install: $(BIN)/.installed
 migrate: install
 	$(BIN)/flask db upgrade
 
+# The worker (webhooks, journal upkeep) runs beside gunicorn and stops with it.
 run: migrate
 	@$(BIN)/flask admin-password
+	@$(BIN)/flask worker & worker=$$!; \
+	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 test: install
