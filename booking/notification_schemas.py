@@ -22,7 +22,10 @@ class HistoryEntrySchema(StrictSchema):
     type = fields.String(required=True, validate=validate.OneOf(TYPES))
     event_id = fields.Integer(data_key="eventId", required=True)
     user_id = fields.Integer(data_key="userId", allow_none=True, required=True)
-    at = Rfc3339(required=True, metadata={"description": "written just before its COMMIT; the database's clock"})
+    at = Rfc3339(
+        required=True,
+        metadata={"description": "written just before its COMMIT; the database's clock"},
+    )
     data = fields.Dict(
         required=True,
         metadata={"description": "what the entry's type tells, e.g. position, promotedUserId"},
