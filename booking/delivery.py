@@ -1,115 +1,187 @@
-"""One delivery attempt: a journal entry POSTed to a webhook, signed (Standard Webhooks).
+"""A webhook's turn with one worker: its lease, its entries in order, each attempt recorded.
 
-The body is {type, timestamp, data}; the headers are webhook-id (the entry id,
-the same on every retry, so a receiver can drop what it already has),
-webhook-timestamp (this attempt, Unix seconds) and webhook-signature, made by
-the `standardwebhooks` package: "v1," + base64 HMAC-SHA256 of
-"id.timestamp.body" under the webhook's secret.
+A turn starts by taking the webhook's lease (a row update that fails while
+another worker's lease is live) and ends by giving it back. Entries go out in
+entry order; the first that fails ends the turn, and its retry time is set by an
+exponential backoff with jitter. Every change of the webhook's state is made
+only while the lease is held, so a worker that lost it (it stalled past
+WEBHOOK_LEASE) changes nothing.
 """
 
-import json
+import logging
+import random
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 
-import urllib3
-from standardwebhooks.webhooks import Webhook
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from . import destinations, journal
+from . import journal, sender, webhook_store
+from .webhooks import wanted_types
 
-TIMEOUT_SECONDS = 5.0
-KEPT_BODY_BYTES = 1024
-USER_AGENT = "booking-webhooks/1"
+log = logging.getLogger("booking.worker")
 
-
-@dataclass(frozen=True)
-class Outcome:
-    status_code: int | None
-    error: str | None
-    duration_ms: int
-    body: str | None  # the receiver's first KiB
-
-    @property
-    def delivered(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-    @property
-    def gone(self) -> bool:
-        return self.status_code == 410
+PAGE = 50  # journal rows read per query
 
 
-def body(row) -> str:
-    """The JSON body for a journal row: the same bytes on every attempt."""
-    entry = journal.entry(row)
-    data = {
-        "entryId": entry["entry_id"],
-        "eventId": entry["event_id"],
-        "userId": entry["user_id"],
-        **entry["data"],
-    }
-    payload = {"type": entry["type"], "timestamp": journal.rfc3339(entry["at"]), "data": data}
-    return json.dumps(payload, separators=(",", ":"))
+@dataclass
+class Policy:
+    retry_base: float
+    retry_cap: float
+    max_age: float
+    lease: float
 
 
-def send(url: str, secret: str, entry_id: int, payload: str, allow_private: bool) -> Outcome:
-    """POST once; never raises for the receiver's or the network's failures."""
-    started = time.monotonic()
-    try:
-        where = destinations.resolve(url, allow_private)
-    except destinations.RefusedDestination as refused:
-        return Outcome(None, f"refused: {refused}", _ms(started), None)
-    now = datetime.now(UTC)
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        "Host": _host_header(where),
-        "webhook-id": str(entry_id),
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": Webhook(secret).sign(str(entry_id), now, payload),
-    }
-    pool = _pool(where)
-    try:
-        response = pool.urlopen(
-            "POST",
-            where.target,
-            body=payload.encode(),
-            headers=headers,
-            redirect=False,  # a redirect is an answer, not an instruction
-            retries=False,
-            preload_content=False,
-            assert_same_host=False,
-            timeout=urllib3.Timeout(total=TIMEOUT_SECONDS),
-        )
+class Turn:
+    def __init__(self, engine: Engine, owner: str, policy: Policy, row):
+        self.engine = engine
+        self.owner = owner
+        self.policy = policy
+        self.id = row.id
+        self.url = row.url
+        self.secret = row.secret
+        self.event_id = row.event_id
+        self.types = wanted_types(row.event_types)
+        self.delivered_up_to: int = row.delivered_up_to
+        self.failed_attempts: int = row.failed_attempts
+        self.failing_since: datetime | None = row.failing_since
+        self._leased()
+
+    @classmethod
+    def take(cls, engine: Engine, webhook_id: int, owner: str, policy: Policy) -> "Turn | None":
+        """The webhook's lease and state, or None while another worker holds it."""
+        with engine.begin() as conn:
+            now = journal.database_now(conn)
+            until = now + timedelta(seconds=policy.lease)
+            if not webhook_store.take_lease(conn, webhook_id, owner, now, until):
+                return None
+            row = webhook_store.get(conn, webhook_id, with_secret=True)
+        return cls(engine, owner, policy, row)
+
+    def run(self, horizon: int, sending: sender.Sender, stopping) -> int:
+        """Send the wanted entries up to now, in order, until one fails; the attempts made."""
+        attempts = 0
+        while not stopping.is_set():
+            with self.engine.connect() as conn:
+                rows = webhook_store.wanted_entries(
+                    conn, self.delivered_up_to, self.event_id, self.types, PAGE
+                )
+            for row in rows:
+                if stopping.is_set() or not self._renew():
+                    return attempts
+                outcome = sending.send(self.url, self.secret, row.entry_id, sender.body(row))
+                attempts += 1
+                if not self._record(row.entry_id, outcome) or not outcome.delivered:
+                    return attempts  # failed (retried later), disabled, or the lease was lost
+            if len(rows) < PAGE:
+                # Nothing else up to the horizon is wanted: move the cursor past it, so
+                # an idle filtered webhook does not hold back the journal's purge.
+                if self.delivered_up_to < horizon:
+                    self._update(delivered_up_to=horizon)
+                    self.delivered_up_to = horizon
+                return attempts
+        return attempts
+
+    def release(self) -> None:
         try:
-            kept = response.read(KEPT_BODY_BYTES).decode("utf-8", "replace")
-        finally:
-            response.release_conn()
-        return Outcome(response.status, None, _ms(started), kept)
-    except urllib3.exceptions.HTTPError as error:
-        return Outcome(None, f"{type(error).__name__}: {error}"[:1024], _ms(started), None)
-    finally:
-        pool.close()
+            self._update(lease_owner=None, lease_until=None)
+        except SQLAlchemyError as error:  # it lapses by itself
+            log.warning("could not release a webhook lease", extra={"error": repr(error)})
 
+    def _update(self, **values) -> bool:
+        with self.engine.begin() as conn:
+            return webhook_store.update_held(conn, self.id, self.owner, **values)
 
-def _pool(where: destinations.Destination):
-    """A connection to the address that was checked, not to whatever the name says now."""
-    if where.scheme == "https":
-        return urllib3.HTTPSConnectionPool(
-            where.address,
-            where.port,
-            maxsize=1,
-            server_hostname=where.host,
-            assert_hostname=where.host,
-            cert_reqs="CERT_REQUIRED",
+    def _record(self, entry_id: int, outcome: sender.Outcome) -> bool:
+        """Store the attempt and the webhook's new state; False if it is no longer this
+        worker's to deliver (disabled, deleted, or the lease was lost)."""
+        attempt = self.failed_attempts + 1
+        with self.engine.begin() as conn:
+            # A success needs no clock (the attempt's `at` is the column's default).
+            now = None if outcome.delivered else journal.database_now(conn)
+            since = self.failing_since or now
+            if outcome.delivered:
+                state = dict(
+                    delivered_up_to=entry_id,
+                    failed_attempts=0,
+                    failing_since=None,
+                    next_attempt_at=None,
+                )
+            elif outcome.gone:
+                state = _disabled(attempt, since, "the receiver answered 410 Gone")
+            elif (now - since).total_seconds() >= self.policy.max_age:
+                state = _disabled(attempt, since, "failing for longer than WEBHOOK_MAX_AGE")
+            else:
+                delay = timedelta(seconds=self._backoff(attempt))
+                state = dict(
+                    failed_attempts=attempt, failing_since=since, next_attempt_at=now + delay
+                )
+            if not webhook_store.update_held(conn, self.id, self.owner, **state):
+                return False
+            webhook_store.record_attempt(
+                conn,
+                webhook_id=self.id,
+                entry_id=entry_id,
+                attempt=attempt,
+                **({} if now is None else {"at": now}),
+                status_code=outcome.status_code,
+                error=outcome.error,
+                duration_ms=outcome.duration_ms,
+                response_body=outcome.body,
+            )
+        if outcome.delivered:
+            self.delivered_up_to, self.failed_attempts, self.failing_since = entry_id, 0, None
+            return True
+        self.failed_attempts, self.failing_since = attempt, since
+        log.info(
+            "webhook attempt failed",
+            extra={
+                "webhookId": self.id,
+                "entryId": entry_id,
+                "attempt": attempt,
+                "statusCode": outcome.status_code,
+                "error": outcome.error,
+                "disabled": state.get("enabled") is False,
+            },
         )
-    return urllib3.HTTPConnectionPool(where.address, where.port, maxsize=1)
+        return state.get("enabled", True)
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential, capped, with jitter: half fixed, half random, so retries of
+        many webhooks spread out but none comes back at once."""
+        # A bounded exponent: 2.0 ** 1024 overflows, and 2 ** 64 is past any cap anyway.
+        doubled = 2 ** min(attempt - 1, 64)
+        ceiling = min(self.policy.retry_cap, self.policy.retry_base * doubled)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def _renew(self) -> bool:
+        """Before an attempt: make sure the lease outlives it. The lease's end is the
+        database's time, but how long since it was taken is measured here, on a
+        monotonic clock, so most attempts need no round trip to ask."""
+        if time.monotonic() < self._renew_after:
+            return True
+        with self.engine.begin() as conn:
+            now = journal.database_now(conn)
+            until = now + timedelta(seconds=self.policy.lease)
+            if not webhook_store.take_lease(conn, self.id, self.owner, now, until):
+                return False
+        self._leased()
+        return True
+
+    def _leased(self) -> None:
+        """Renew once less than one attempt's timeout and a margin is left."""
+        left = self.policy.lease - 2 * sender.TIMEOUT_SECONDS
+        self._renew_after = time.monotonic() + max(0.0, left)
 
 
-def _host_header(where: destinations.Destination) -> str:
-    host = f"[{where.host}]" if ":" in where.host else where.host
-    default = 443 if where.scheme == "https" else 80
-    return host if where.port == default else f"{host}:{where.port}"
-
-
-def _ms(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)
+def _disabled(attempt: int, since: datetime, reason: str) -> dict:
+    return dict(
+        enabled=False,
+        disabled_reason=reason,
+        failed_attempts=attempt,
+        failing_since=since,
+        next_attempt_at=None,
+        lease_owner=None,
+        lease_until=None,
+    )

@@ -37,11 +37,16 @@ _INSERT = journal.insert()
 _LAST_GIVEN = select(journal_sequence.c.last_entry_id).where(journal_sequence.c.id == 1)
 _LAST = _LAST_GIVEN.with_for_update()
 # Unsequenced rows are the NULLs of the unique entry_id index: found without a scan.
+# A locking read, so the sequencer holds the table's write metadata lock from its
+# first statement on: a plain read would have to upgrade it for the UPDATE, and a
+# batch's LOCK TABLES queued in between makes that a deadlock (MariaDB's 1213).
+# SKIP LOCKED passes over rows whose insert is not committed yet.
 _UNSEQUENCED = (
     select(journal.c.id)
     .where(journal.c.entry_id.is_(None))
     .order_by(journal.c.id)
     .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
 )
 _GIVE_IDS = (
     update(journal)
@@ -67,11 +72,13 @@ _EVENT_HISTORY = (
     .order_by(journal.c.entry_id)
     .limit(bindparam("limit"))
 )
+# Locking, for the same reason as _UNSEQUENCED: the DELETE follows in the same transaction.
 _PURGEABLE = (
     select(journal.c.id)
     .where(journal.c.at < bindparam("before"), journal.c.entry_id <= bindparam("up_to"))
     .order_by(journal.c.at)
     .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
 )
 _DELETE = journal.delete().where(journal.c.id.in_(bindparam("ids", expanding=True)))
 
@@ -92,7 +99,7 @@ def append(conn: Connection, facts: list[dict]) -> None:
 
 def sequence(engine: Engine, limit: int = 5000) -> int:
     """Give entry ids to up to `limit` committed rows that have none; how many got one."""
-    with _sequencer_connection(engine) as conn, conn.begin():
+    with writer_connection(engine) as conn, conn.begin():
         last = conn.execute(_LAST).scalar_one()
         ids = conn.execute(_UNSEQUENCED, {"limit": limit}).scalars().all()
         if not ids:
@@ -108,13 +115,14 @@ def sequence(engine: Engine, limit: int = 5000) -> int:
         return given
 
 
-def _sequencer_connection(engine: Engine):
+def writer_connection(engine: Engine):
+    """A connection for the journal's upkeep (sequencing, purging) beside the bookings."""
     conn = engine.connect()
     if engine.dialect.name == "sqlite":
         # Take the write lock first: two sequencers must not read the same last id.
         return conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
     # No gap locks, and rows a writer has inserted but not committed are skipped,
-    # not waited for: the sequencer never blocks a booking nor deadlocks with one.
+    # not waited for: upkeep never blocks a booking nor deadlocks with one.
     return conn.execution_options(isolation_level="READ COMMITTED")
 
 
