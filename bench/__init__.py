@@ -22,6 +22,8 @@ Modules, one job each:
   seed       rows written straight in SQL (big waiting lists, a million bookings)
   checks     the invariants, through SQL and through the API
   scenarios  the scenarios and the HTTP ceiling
+  webhooks   the hot event again while a worker delivers its journal to a webhook
+  receiver   the webhook receiver: 204 at once, every arrival kept
   growth     latency against event and table size, small vs large
   direct     the transaction ceiling: BookingService.book and raw SQL, no HTTP
   profile    optional py-spy sampling of the workers

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from . import cluster, direct, load, report, scenarios
+from . import cluster, direct, load, report, scenarios, webhooks
 from .api import Api
 from .cpu import CpuMeter
 from .growth import growth as run_growth
@@ -154,12 +154,19 @@ def main(argv: list[str] | None = None) -> int:
         rows["many"] = scenarios.many_events(ctx)
         rows["storm"] = scenarios.cancel_storm(ctx)
         rows["status"] = scenarios.status_reads(ctx, rows["hot"]["event_id"])
+        rows["hot webhook"] = webhooks.run(ctx, servers)
+        rows["steady webhook"] = webhooks.run(
+            ctx, servers, name="hot event one at a time, webhook + worker", in_flight=1
+        )
         row_ctx = start_site(
             row_db, password, args.workers, tmp, scale, meter, setup, servers, lock_mode="row"
         )
         row_ctx.users = ctx.users
         rows["hot row"] = scenarios.hot_event(row_ctx, name="hot event, row lock")
         rows["many row"] = scenarios.many_events(row_ctx, name="many events, row lock")
+        rows["hot webhook row"] = webhooks.run(
+            row_ctx, servers, name="hot event, row lock, webhook + worker"
+        )
         if not args.no_cluster:
             rows.update(cluster.run(ctx, password, args.workers, tmp, servers))
         for kind in ("service", "raw", "commit"):

@@ -46,6 +46,7 @@ class Run:
     responses: list[Response]
     wall: float  # seconds from the first request sent to the last answer read
     concurrency: int
+    started_at: float = 0.0  # time.time() when the first request was sent
 
 
 def post(path: str, body: dict, tag: Any = None) -> Request:
@@ -78,7 +79,7 @@ async def _send(session: aiohttp.ClientSession, base_url: str, request: Request)
 
 async def _run(
     base_url: str, work: Sequence[Request | tuple[Request, ...]], concurrency: int, timeout: float
-) -> tuple[list[Response], float]:
+) -> tuple[list[Response], float, float]:
     responses: list[Response] = []
     items = iter(work)
     # At most one connection per worker, kept alive between its requests (gunicorn's
@@ -92,10 +93,10 @@ async def _run(
                 for request in item if isinstance(item, tuple) else (item,):
                     responses.append(await _send(session, base_url, request))
 
-        started = time.perf_counter()
+        started_at, started = time.time(), time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
-    return responses, wall
+    return responses, wall, started_at
 
 
 def run(
@@ -106,5 +107,5 @@ def run(
 ) -> Run:
     if not is_loopback(urlsplit(base_url).hostname):
         raise ValueError(f"the load generator only targets loopback, not {base_url}")
-    responses, wall = asyncio.run(_run(base_url, work, concurrency, timeout))
-    return Run(responses, wall, concurrency)
+    responses, wall, started_at = asyncio.run(_run(base_url, work, concurrency, timeout))
+    return Run(responses, wall, concurrency, started_at)

@@ -49,6 +49,17 @@ def _against_before(rows: dict, mode: str) -> list[dict]:
 def ratios(rows: dict, growth: dict, mode: str = "full") -> list[dict]:
     hot = rows["hot"]["rps"]
     found = [*_against_healthz(rows), *_against_before(rows, mode)]
+    if "hot webhook" in rows:
+        # Informational: both runs write the journal, so this is what the worker's
+        # sequencing and delivering cost the bookings (its CPU is the machine's too).
+        found.append(
+            ratio(
+                "hot event: webhook + worker / without (webhook delivery cost;"
+                " both write the journal)",
+                rows["hot webhook"]["rps"],
+                hot,
+            )
+        )
     if "hot row" in rows:
         found.append(
             ratio(

@@ -36,15 +36,39 @@ BATCH_COLUMNS = (
 
 CPU_NOTE = (
     "CPU over each measured stretch, in % of one core (client: the aiohttp load generator,"
-    " or the direct-transaction processes; others: other processes on the machine;"
-    " unattributed: busy time charged to no process, e.g. interrupts; ms/req: CPU"
-    " milliseconds per request, or per transaction for the direct rows):"
+    " or the direct-transaction processes, and the webhook receiver; gunicorn: the webhook"
+    " worker too, in its row; others: other processes on the machine; unattributed: busy"
+    " time charged to no process, e.g. interrupts; ms/req: CPU milliseconds per request, or"
+    " per transaction for the direct rows):"
 )
 BATCH_NOTE = (
     "Group-commit batches the servers logged during each measured stretch (committed ones;"
     " changes: requests answered from them; rerun: batches that ran their changes again one"
     " by one; failed: batches answered with 503; hold: lock had to COMMIT; workers: processes"
     " that led batches; the growth cancel and re-book rows share one stretch):"
+)
+WEBHOOK_COLUMNS = (
+    "scenario",
+    "entries",
+    "delivered",
+    "in run /s",
+    "overall /s",
+    "drain s",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "max ms",
+    "failed",
+    "passes failed",
+    "worker ms/entry",
+)
+WEBHOOK_NOTE = (
+    "Webhook delivery by one worker to a loopback receiver (entries: the event's journal"
+    " entries; in run /s: deliveries received while the bookings ran, per second; overall /s:"
+    " all of them from the first booking sent to the last receipt; drain: last receipt after"
+    " the last booking answer; p50..max: commit (the entry's timestamp, MariaDB's clock) to"
+    " receipt; failed: attempts not answered 2xx; passes failed: worker passes that raised,"
+    " e.g. on a deadlock, each followed by a poll interval's wait; worker ms/entry: its CPU):"
 )
 
 
@@ -120,6 +144,39 @@ def batch_rows(results: dict) -> list[tuple]:
             )
         )
     return rows
+
+
+def webhook_rows(results: dict) -> list[tuple]:
+    rows = []
+    for r in results["rows"]:
+        w = r.get("webhook")
+        if w is None:
+            continue
+        rows.append(
+            (
+                r["scenario"],
+                f"{w['entries']:,}",
+                f"{w['delivered']:,}",
+                _num(w["in_run_per_s"]),
+                _num(w["overall_per_s"]),
+                f"{w['drain_s']:.2f}",
+                *(_num(w[key], 1) for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms")),
+                str(w["failed_attempts"]),
+                str(w["failed_passes"]),
+                _num(w["worker_cpu_ms_per_entry"], 2),
+            )
+        )
+    return rows
+
+
+def _webhook_text(results: dict) -> list[str]:
+    rows = webhook_rows(results)
+    return ["", WEBHOOK_NOTE, _text_table(WEBHOOK_COLUMNS, rows)] if rows else []
+
+
+def _webhook_md(results: dict) -> list[str]:
+    rows = webhook_rows(results)
+    return ["", WEBHOOK_NOTE, "", _md_table(WEBHOOK_COLUMNS, rows)] if rows else []
 
 
 def _text_table(columns: tuple, rows: list[tuple]) -> str:
@@ -199,6 +256,7 @@ def text(results: dict) -> str:
         "",
         BATCH_NOTE,
         _text_table(BATCH_COLUMNS, batch_rows(results)),
+        *_webhook_text(results),
         "",
         *ratio_lines(results),
         *retry_lines(results),
@@ -253,6 +311,7 @@ def markdown(results: dict) -> str:
             BATCH_NOTE,
             "",
             _md_table(BATCH_COLUMNS, batch_rows(results)),
+            *_webhook_md(results),
             "",
             *(f"- {line}" for line in ratio_lines(results)),
             *(f"- {line}" for line in retry_lines(results)),

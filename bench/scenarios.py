@@ -177,7 +177,10 @@ def hot_event(ctx: Context, name: str = "hot event") -> dict:
     _check_line(checked, event_id, booked, waitlisted, ctx)
     outcome = {"booked": len(booked), "waitlisted": len(waitlisted)}
     summary = summarize(run.responses, run.wall, {201})
-    return row(name, summary, cpu, checked, batched, event_id=event_id, outcome=outcome)
+    return row(
+        name, summary, cpu, checked, batched,
+        event_id=event_id, outcome=outcome, started_at=round(run.started_at, 3),
+    )  # fmt: skip
 
 
 def many_events(ctx: Context, name: str = "many events") -> dict:

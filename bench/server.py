@@ -132,6 +132,9 @@ class Gunicorn:
             "WEB_CONCURRENCY": str(workers),
             "GUNICORN_BIND": f"127.0.0.1:{self.port}",
             "BOOKING_LOCK": lock_mode,
+            # The webhook scenario's receiver is on loopback (checked when a webhook is
+            # created); the booking path does not read it.
+            "WEBHOOK_ALLOW_PRIVATE": "true",
         }
         self.env.pop("GUNICORN_ACCESS_LOG", None)
         self.process: subprocess.Popen | None = None
