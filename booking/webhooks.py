@@ -1,7 +1,7 @@
 """Webhook subscriptions: create, read, delete, and their delivery attempts. No Flask.
 
-A new webhook starts at the journal's current end: it is sent what is
-committed from about its creation on, never the whole past.
+A new webhook starts at the journal's current end: it is sent what commits
+after its creation, never the past.
 """
 
 import base64
@@ -77,6 +77,8 @@ class Webhooks:
             raise DestinationRefused(str(refused)) from None
         types = [ALL_TYPES] if ALL_TYPES in event_types else sorted(set(event_types))
         secret = new_secret()
+        # What is committed gets its entry id first, so the webhook starts exactly here.
+        journal.sequence(self.engine)
         with self.engine.begin() as conn:
             if event_id is not None and store.event(conn, event_id) is None:
                 raise EventNotFound(event_id)
