@@ -1,6 +1,7 @@
 """Request and response schemas: the one source for validation and the OpenAPI spec."""
 
 import re
+from datetime import UTC
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
@@ -79,9 +80,46 @@ def _total_tickets(required: bool) -> fields.Integer:
     )
 
 
+class Rfc3339(fields.DateTime):
+    """A UTC instant as RFC 3339 with milliseconds and a Z."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+MODES = ["auto", "offer"]
+MAX_OFFER_TTL = 7 * 24 * 3600
+
+
+def _waitlist_mode() -> fields.String:
+    return fields.String(
+        data_key="waitlistMode",
+        validate=validate.OneOf(MODES),
+        metadata={
+            "description": "what a freed ticket does: auto books it for the head of the line;"
+            " offer holds it for them for offerTtlSeconds, to claim or decline",
+            "example": "auto",
+        },
+    )
+
+
+def _offer_ttl() -> fields.Integer:
+    return fields.Integer(
+        data_key="offerTtlSeconds",
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_OFFER_TTL),
+        metadata={"description": "seconds an offer is held (offer mode)", "example": 3600},
+    )
+
+
 class InitializeRequest(StrictSchema):
     event_name = _event_name(required=True)
     total_tickets = _total_tickets(required=True)
+    waitlist_mode = _waitlist_mode()
+    offer_ttl_seconds = _offer_ttl()
 
 
 class EventChangeRequest(StrictSchema):
@@ -93,11 +131,16 @@ class EventChangeRequest(StrictSchema):
         data_key="salesOpen",
         metadata={"description": "false: no new bookings or places in line", "example": False},
     )
+    waitlist_mode = _waitlist_mode()
+    offer_ttl_seconds = _offer_ttl()
 
     @validates_schema
     def not_empty(self, data, **kwargs):
         if not data:
-            raise ValidationError("Send at least one of eventName, totalTickets, salesOpen.")
+            raise ValidationError(
+                "Send at least one of eventName, totalTickets, salesOpen, waitlistMode,"
+                " offerTtlSeconds."
+            )
 
 
 class Cursor(fields.String):
@@ -151,6 +194,12 @@ class EventSchema(StrictSchema):
     available_tickets = fields.Integer(data_key="availableTickets")
     waiting_count = fields.Integer(data_key="waitingListCount")
     sales_open = fields.Boolean(data_key="salesOpen")
+    waitlist_mode = fields.String(data_key="waitlistMode", validate=validate.OneOf(MODES))
+    offer_ttl_seconds = fields.Integer(data_key="offerTtlSeconds")
+    offered_tickets = fields.Integer(
+        data_key="offeredTickets",
+        metadata={"description": "held for offers; booked + offered + available = total"},
+    )
 
 
 class EventChangedSchema(EventSchema):
@@ -158,6 +207,11 @@ class EventChangedSchema(EventSchema):
         fields.Integer(),
         data_key="promotedUserIds",
         metadata={"description": "users given a ticket by this change, in line order"},
+    )
+    offered_user_ids = fields.List(
+        fields.Integer(),
+        data_key="offeredUserIds",
+        metadata={"description": "offer mode: users offered a ticket by this change, in order"},
     )
 
 
@@ -169,8 +223,13 @@ class EventsPageSchema(StrictSchema):
 class UserBookingSchema(StrictSchema):
     event_id = fields.Integer(data_key="eventId", required=True)
     event_name = fields.String(data_key="eventName", required=True)
-    status = fields.String(required=True, validate=validate.OneOf(["booked", "waitlisted"]))
+    status = fields.String(
+        required=True, validate=validate.OneOf(["booked", "waitlisted", "offered"])
+    )
     position = fields.Integer(metadata={"description": "1-based place in line; waitlisted only"})
+    offer_expires_at = Rfc3339(
+        data_key="offerExpiresAt", metadata={"description": "offered only: when it lapses"}
+    )
 
 
 class UserBookingsPageSchema(StrictSchema):
@@ -192,22 +251,45 @@ class BookingResult(StrictSchema):
 
 class CancelResult(StrictSchema):
     status = fields.String(
-        required=True, validate=validate.OneOf(["cancelled", "left_waiting_list"])
+        required=True,
+        validate=validate.OneOf(["cancelled", "declined_offer", "left_waiting_list"]),
     )
     event_id = fields.Integer(data_key="eventId", required=True)
     user_id = fields.Integer(data_key="userId", required=True)
     promoted_user_id = fields.Integer(
         data_key="promotedUserId",
         allow_none=True,
-        metadata={"description": "cancelled only: the waiting user who got the ticket, or null"},
+        metadata={
+            "description": "cancelled or declined_offer: the waiting user who got the ticket,"
+            " or null"
+        },
     )
+    offered_user_id = fields.Integer(
+        data_key="offeredUserId",
+        allow_none=True,
+        metadata={
+            "description": "cancelled or declined_offer: the waiting user offered the ticket"
+            " (offer mode), or null"
+        },
+    )
+
+
+class ClaimResult(StrictSchema):
+    status = fields.String(required=True, validate=validate.OneOf(["booked"]))
+    event_id = fields.Integer(data_key="eventId", required=True)
+    user_id = fields.Integer(data_key="userId", required=True)
 
 
 class UserStateSchema(StrictSchema):
     event_id = fields.Integer(data_key="eventId", required=True)
     user_id = fields.Integer(data_key="userId", required=True)
-    status = fields.String(required=True, validate=validate.OneOf(["booked", "waitlisted", "none"]))
+    status = fields.String(
+        required=True, validate=validate.OneOf(["booked", "waitlisted", "offered", "none"])
+    )
     position = fields.Integer(metadata={"description": "1-based place in line; waitlisted only"})
+    offer_expires_at = Rfc3339(
+        data_key="offerExpiresAt", metadata={"description": "offered only: when it lapses"}
+    )
 
 
 class WaitingListSchema(StrictSchema):
@@ -228,4 +310,9 @@ class ProblemSchema(StrictSchema):
     detail = fields.String(required=True)
     errors = fields.Dict(metadata={"description": "validation errors by field"})
     position = fields.Integer(metadata={"description": "already-waiting: the place in line"})
-    held = fields.Integer(metadata={"description": "capacity-below-held: tickets booked"})
+    held = fields.Integer(
+        metadata={"description": "capacity-below-held: tickets booked or offered"}
+    )
+    offer_expires_at = fields.String(
+        data_key="offerExpiresAt", metadata={"description": "already-offered: when it lapses"}
+    )
