@@ -27,6 +27,7 @@ USERS = st.integers(min_value=1, max_value=4)
 TOTALS = st.integers(min_value=0, max_value=2)
 PATHS = st.sampled_from(["book", "cancel"])
 UNKNOWN_EVENT = 9_000_000_000
+AUTO_MODE = {"waitlistMode": "auto", "offerTtlSeconds": 3600}
 
 
 @dataclass
@@ -70,7 +71,7 @@ def test_the_api_follows_the_model(app, admin, settings):
             assert response.status_code == 201
             event = self.events[response.json["eventId"]] = ModelEvent(name, total)
             event.journal.append(
-                ("event.created", None, {"eventName": name, "totalTickets": total})
+                ("event.created", None, {"eventName": name, "totalTickets": total, **AUTO_MODE})
             )
 
         @rule(data=st.data(), users=st.lists(USERS, min_size=1, max_size=3))
@@ -124,7 +125,8 @@ def test_the_api_follows_the_model(app, admin, settings):
             elif user in event.booked:
                 event.booked.remove(user)
                 promoted = event.line.pop(0) if event.line else None
-                event.journal.append(("booking.cancelled", user, {"promotedUserId": promoted}))
+                cancelled = {"promotedUserId": promoted, "offeredUserId": None}
+                event.journal.append(("booking.cancelled", user, cancelled))
                 if promoted is not None:
                     event.booked.add(promoted)
                     cause = {"cause": "booking.cancelled", "causeUserId": user}
@@ -135,6 +137,7 @@ def test_the_api_follows_the_model(app, admin, settings):
                     "eventId": event_id,
                     "userId": user,
                     "promotedUserId": promoted,
+                    "offeredUserId": None,
                 }
             else:
                 event.line.remove(user)
@@ -197,7 +200,7 @@ def test_the_api_follows_the_model(app, admin, settings):
             event.line = event.line[len(promoted) :]
             event.booked |= set(promoted)
             event.total = total
-            updated = {"totalTickets": total, "promotedUserIds": promoted}
+            updated = {"totalTickets": total, "promotedUserIds": promoted, "offeredUserIds": []}
             event.journal.append(("event.updated", None, updated))
             cause = {"cause": "event.updated", "causeUserId": None}
             event.journal.extend(("booking.promoted", user, cause) for user in promoted)
@@ -214,7 +217,7 @@ def test_the_api_follows_the_model(app, admin, settings):
             assert response.status_code == 200
             assert response.json["salesOpen"] is sales_open
             self.events[event_id].sales_open = sales_open
-            updated = {"salesOpen": sales_open, "promotedUserIds": []}
+            updated = {"salesOpen": sales_open, "promotedUserIds": [], "offeredUserIds": []}
             self.events[event_id].journal.append(("event.updated", None, updated))
 
         @rule(user=USERS)
@@ -280,6 +283,8 @@ def test_the_api_follows_the_model(app, admin, settings):
                     "availableTickets": event.available,
                     "waitingListCount": len(event.line),
                     "salesOpen": event.sales_open,
+                    **AUTO_MODE,
+                    "offeredTickets": 0,
                 }
                 line = client.get(f"/api/events/{event_id}/waiting-list", headers=admin)
                 assert line.json["userIds"] == event.line
