@@ -11,23 +11,20 @@ from werkzeug.exceptions import BadRequest
 from . import answers, database
 from .answers import answered, keyed, respond
 from .extensions import admin_auth
-from .schemas import (
-    BookingRequest,
+from .responses import (
     BookingResult,
     CancelResult,
     ClaimResult,
     EventChangedSchema,
-    EventChangeRequest,
     EventSchema,
     EventsPageSchema,
     HealthSchema,
-    InitializeRequest,
-    PageQuery,
     ProblemSchema,
     UserBookingsPageSchema,
     UserStateSchema,
     WaitingListSchema,
 )
+from .schemas import BookingRequest, EventChangeRequest, InitializeRequest, PageQuery
 
 EVENT_ID = "<int(min=1, max=9223372036854775807):event_id>"
 USER_ID = "<int(min=1, max=9223372036854775807):user_id>"
