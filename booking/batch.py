@@ -206,8 +206,12 @@ class Batch:
     # Offers: a freed ticket held for a user (neither available nor booked).
 
     def offers(self, event: EventView) -> dict[int, tuple[int, datetime]]:
+        """The event's live offers this batch can touch: its users', and the lapsed ones."""
         if event.offers is None:
-            rows = offer_store.of_event(self.conn, event.id) if event.offered_tickets else []
+            rows = []
+            if event.offered_tickets:
+                users = [user for (event_id, user) in self._booked if event_id == event.id]
+                rows = offer_store.for_batch(self.conn, event.id, users, self.now())
             event.offers = {user_id: (seq, expires_at) for user_id, seq, expires_at in rows}
         return event.offers
 

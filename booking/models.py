@@ -219,6 +219,7 @@ class Offer(db.Model):
     __table_args__ = (
         UniqueConstraint("event_id", "user_id"),
         Index("ix_offers_expires_at", "expires_at"),
+        Index("ix_offers_event_expires_at", "event_id", "expires_at"),
         Index("ix_offers_user_event", "user_id", "event_id"),
         MYSQL_OPTIONS,
     )

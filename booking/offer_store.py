@@ -3,16 +3,20 @@
 import json
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, or_, select
 
 from .models import journal, offers
 
 _EVENT = bindparam("event_id")
-# Soonest to lapse first; ties in line order.
-_OF_EVENT = (
-    select(offers.c.user_id, offers.c.seq, offers.c.expires_at)
-    .where(offers.c.event_id == _EVENT)
-    .order_by(offers.c.expires_at, offers.c.seq)
+# What a batch needs of an event's offers: its own users' (the unique key) and the lapsed
+# ones (the event's expiry index), never the event's every offer. One reference to the
+# table: LOCK TABLES locks a table once per name a statement uses.
+_FOR_BATCH = select(offers.c.user_id, offers.c.seq, offers.c.expires_at).where(
+    offers.c.event_id == _EVENT,
+    or_(
+        offers.c.user_id.in_(bindparam("user_ids", expanding=True)),
+        offers.c.expires_at <= bindparam("now"),
+    ),
 )
 _OF_USER = select(offers.c.expires_at).where(
     offers.c.event_id == _EVENT, offers.c.user_id == bindparam("user_id")
@@ -41,9 +45,12 @@ _LAST_OFFER_END = (
 )
 
 
-def of_event(conn: Connection, event_id: int) -> list[tuple[int, int, datetime]]:
-    """(user_id, seq, expires_at) of the event's live offers, soonest to lapse first."""
-    return [tuple(row) for row in conn.execute(_OF_EVENT, {"event_id": event_id})]
+def for_batch(
+    conn: Connection, event_id: int, user_ids: list[int], now: datetime
+) -> list[tuple[int, int, datetime]]:
+    """(user_id, seq, expires_at) of the live offers `user_ids` hold, and of those lapsed."""
+    params = {"event_id": event_id, "user_ids": user_ids or [0], "now": now}
+    return [tuple(row) for row in conn.execute(_FOR_BATCH, params)]
 
 
 def of_user(conn: Connection, event_id: int, user_id: int) -> datetime | None:

@@ -46,6 +46,7 @@ def upgrade():
         mysql_engine="InnoDB",
     )
     op.create_index("ix_offers_expires_at", "offers", ["expires_at"])
+    op.create_index("ix_offers_event_expires_at", "offers", ["event_id", "expires_at"])
     op.create_index("ix_offers_user_event", "offers", ["user_id", "event_id"])
     # "Did this user's offer lapse?" is asked of the journal by event and user.
     op.create_index("ix_journal_entries_event_user", "journal_entries", ["event_id", "user_id"])
