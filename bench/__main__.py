@@ -19,7 +19,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from . import cluster, direct, load, report, scenarios, webhooks
+from . import cluster, direct, load, offers, report, scenarios, webhooks
 from .api import Api
 from .cpu import CpuMeter
 from .growth import growth as run_growth
@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         rows["hot"] = scenarios.hot_event(ctx)
         rows["many"] = scenarios.many_events(ctx)
         rows["storm"] = scenarios.cancel_storm(ctx)
+        rows.update(offers.run(ctx))
         rows["status"] = scenarios.status_reads(ctx, rows["hot"]["event_id"])
         rows["hot webhook"] = webhooks.run(ctx, servers)
         rows["steady webhook"] = webhooks.run(

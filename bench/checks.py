@@ -3,8 +3,9 @@
 Per event, in one database snapshot (aggregates, so a million rows cost one
 index scan, not a million Python objects):
 
-- booked rows <= total_tickets;
-- available_tickets == total_tickets - booked rows, within 0..total;
+- booked + offer rows <= total_tickets;
+- available_tickets == total_tickets - booked - offer rows, within 0..total, and
+  offered_tickets == offer rows;
 - waiting_count == waiting rows, every seq below next_waiting_seq;
 - nobody waits while a ticket is free;
 - users unique: nobody holds two tickets, waits twice, or is booked and waiting;
@@ -22,7 +23,9 @@ from .api import Api
 _EVENTS = sa.text(
     """
     SELECT e.id, e.total_tickets, e.available_tickets, e.waiting_count, e.next_waiting_seq,
+        e.offered_tickets,
         (SELECT COUNT(*) FROM bookings b WHERE b.event_id = e.id) AS booked,
+        (SELECT COUNT(*) FROM offers o WHERE o.event_id = e.id) AS offered,
         (SELECT COUNT(*) FROM waiting_list_entries w WHERE w.event_id = e.id) AS waiting,
         (SELECT COALESCE(MAX(w.seq), 0) FROM waiting_list_entries w
             WHERE w.event_id = e.id) AS max_seq,
@@ -79,11 +82,16 @@ def check(engine: sa.Engine, api: Api, event_ids: list[int]) -> Checked:
                 row.waiting,
             )
             expect = result.expect
-            expect(row.booked <= row.total_tickets, f"{where}: {row.booked} booked > total")
+            held = row.booked + row.offered
+            expect(held <= row.total_tickets, f"{where}: {held} booked and offered > total")
             expect(
-                row.available_tickets == row.total_tickets - row.booked,
+                row.available_tickets == row.total_tickets - held,
                 f"{where}: available {row.available_tickets} != total {row.total_tickets}"
-                f" - booked {row.booked}",
+                f" - booked {row.booked} - offered {row.offered}",
+            )
+            expect(
+                row.offered_tickets == row.offered,
+                f"{where}: offered_tickets {row.offered_tickets} != {row.offered} offers",
             )
             expect(
                 0 <= row.available_tickets <= row.total_tickets,

@@ -49,6 +49,15 @@ def _against_before(rows: dict, mode: str) -> list[dict]:
 def ratios(rows: dict, growth: dict, mode: str = "full") -> list[dict]:
     hot = rows["hot"]["rps"]
     found = [*_against_healthz(rows), *_against_before(rows, mode)]
+    if "offer storm" in rows:
+        # Informational: the same cancel storm, each ticket offered instead of booked.
+        found.append(
+            ratio(
+                "cancel storm: offer mode / auto mode",
+                rows["offer storm"]["rps"],
+                rows["storm"]["rps"],
+            )
+        )
     if "hot webhook" in rows:
         # Informational: both runs write the journal, so this is what the worker's
         # sequencing and delivering cost the bookings (its CPU is the machine's too).

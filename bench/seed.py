@@ -50,6 +50,7 @@ def seed_event(
     booked: range,
     waiting: range,
     free_tickets: int = 0,
+    mode: str = "auto",
 ) -> SeededEvent:
     """An event whose tickets are held by `booked` (plus `free_tickets` unsold), with
     `waiting` in line after them. A line needs a sold-out event: free_tickets must be 0."""
@@ -62,8 +63,8 @@ def seed_event(
             event_id = conn.execute(
                 sa.text(
                     "INSERT INTO events (name, total_tickets, available_tickets, waiting_count,"
-                    " waitlist_version, next_waiting_seq)"
-                    " VALUES (:name, :total, :available, :waiting, :waiting, :next_seq)"
+                    " waitlist_version, next_waiting_seq, waitlist_mode)"
+                    " VALUES (:name, :total, :available, :waiting, :waiting, :next_seq, :mode)"
                 ),
                 {
                     "name": name,
@@ -71,6 +72,7 @@ def seed_event(
                     "available": free_tickets,
                     "waiting": len(waiting),
                     "next_seq": len(waiting) + 1,
+                    "mode": mode,
                 },
             ).lastrowid
             if booked:

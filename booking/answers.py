@@ -34,6 +34,9 @@ def event(state: domain.EventState) -> dict:
         "available_tickets": state.available_tickets,
         "waiting_count": state.waiting_count,
         "sales_open": state.sales_open,
+        "waitlist_mode": state.waitlist_mode,
+        "offer_ttl_seconds": state.offer_ttl_seconds,
+        "offered_tickets": state.offered_tickets,
     }
 
 
@@ -48,15 +51,29 @@ def booking(result: domain.Booked | domain.Waitlisted) -> dict:
     return {"status": "booked", **shaped}
 
 
-def cancellation(result: domain.Cancelled | domain.LeftWaitingList) -> dict:
+def cancellation(result: domain.Cancelled | domain.DeclinedOffer | domain.LeftWaitingList) -> dict:
     shaped = {"event_id": result.event_id, "user_id": result.user_id}
-    if isinstance(result, domain.Cancelled):
-        return {"status": "cancelled", **shaped, "promoted_user_id": result.promoted_user_id}
-    return {"status": "left_waiting_list", **shaped}
+    if isinstance(result, domain.LeftWaitingList):
+        return {"status": "left_waiting_list", **shaped}
+    status = "cancelled" if isinstance(result, domain.Cancelled) else "declined_offer"
+    return {
+        "status": status,
+        **shaped,
+        "promoted_user_id": result.promoted_user_id,
+        "offered_user_id": result.offered_user_id,
+    }
+
+
+def claimed(result: domain.Claimed) -> dict:
+    return {"status": "booked", "event_id": result.event_id, "user_id": result.user_id}
 
 
 def changed(result: domain.EventChanged) -> dict:
-    return {**event(result.event), "promoted_user_ids": result.promoted_user_ids}
+    return {
+        **event(result.event),
+        "promoted_user_ids": result.promoted_user_ids,
+        "offered_user_ids": result.offered_user_ids,
+    }
 
 
 _SHAPES = {
@@ -65,6 +82,8 @@ _SHAPES = {
     domain.Waitlisted: booking,
     domain.Cancelled: cancellation,
     domain.LeftWaitingList: cancellation,
+    domain.DeclinedOffer: cancellation,
+    domain.Claimed: claimed,
     domain.EventChanged: changed,
 }
 
@@ -76,8 +95,15 @@ def log_outcome(result) -> None:
     elif isinstance(result, domain.EventChanged):
         promoted = result.promoted_user_ids
         note(eventId=result.event.event_id, outcome="updated", promotedUserIds=promoted)
-    elif isinstance(result, domain.Cancelled):
-        note(**_who(result), outcome="cancelled", promotedUserId=result.promoted_user_id)
+    elif isinstance(result, domain.Cancelled | domain.DeclinedOffer):
+        note(
+            **_who(result),
+            outcome="cancelled" if isinstance(result, domain.Cancelled) else "declined_offer",
+            promotedUserId=result.promoted_user_id,
+            offeredUserId=result.offered_user_id,
+        )
+    elif isinstance(result, domain.Claimed):
+        note(**_who(result), outcome="claimed")
     elif isinstance(result, domain.LeftWaitingList):
         note(**_who(result), outcome="left_waiting_list")
     elif isinstance(result, domain.Waitlisted):

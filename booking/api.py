@@ -11,22 +11,20 @@ from werkzeug.exceptions import BadRequest
 from . import answers, database
 from .answers import answered, keyed, respond
 from .extensions import admin_auth
-from .schemas import (
-    BookingRequest,
+from .responses import (
     BookingResult,
     CancelResult,
+    ClaimResult,
     EventChangedSchema,
-    EventChangeRequest,
     EventSchema,
     EventsPageSchema,
     HealthSchema,
-    InitializeRequest,
-    PageQuery,
     ProblemSchema,
     UserBookingsPageSchema,
     UserStateSchema,
     WaitingListSchema,
 )
+from .schemas import BookingRequest, EventChangeRequest, InitializeRequest, PageQuery
 
 EVENT_ID = "<int(min=1, max=9223372036854775807):event_id>"
 USER_ID = "<int(min=1, max=9223372036854775807):user_id>"
@@ -135,7 +133,13 @@ def require_json():
 @problems(400, 401, 409, 415, 422, 429, 503)
 def initialize(body):
     key = keyed(answered(201, EventSchema, headers=answers.location))
-    state = service().initialize(body["event_name"], body["total_tickets"], key)
+    state = service().initialize(
+        body["event_name"],
+        body["total_tickets"],
+        body.get("waitlist_mode", "auto"),
+        body.get("offer_ttl_seconds", 3600),
+        key,
+    )
     return respond(state, key, lambda state: (answers.event(state), answers.location(state)))
 
 
@@ -155,13 +159,28 @@ def book(body):
 @blp.response(200, CancelResult)
 @blp.doc(
     parameters=KEYED,
-    summary="Cancel a ticket (the next in line gets it) or leave the waiting list",
+    summary="Cancel a ticket (the next in line gets or is offered it), decline an offer,"
+    " or leave the waiting list",
 )
 @problems(400, 404, 409, 415, 422, 429, 503)
 def cancel(body):
     key = keyed(answered(200, CancelResult))
     result = service().cancel(body["event_id"], body["user_id"], key)
     return respond(result, key, answers.cancellation)
+
+
+@blp.post("/api/events/claim")
+@blp.arguments(BookingRequest)
+@blp.response(201, ClaimResult)
+@blp.doc(
+    parameters=KEYED,
+    summary="Claim the ticket offered to you (offer mode), before the offer lapses",
+)
+@problems(400, 404, 409, 415, 422, 429, 503)
+def claim(body):
+    key = keyed(answered(201, ClaimResult))
+    result = service().claim(body["event_id"], body["user_id"], key)
+    return respond(result, key, answers.claimed)
 
 
 @blp.get(f"/api/events/status/{EVENT_ID}")
@@ -211,6 +230,8 @@ def change_event(body, event_id):
         name=body.get("event_name"),
         total_tickets=body.get("total_tickets"),
         sales_open=body.get("sales_open"),
+        waitlist_mode=body.get("waitlist_mode"),
+        offer_ttl_seconds=body.get("offer_ttl_seconds"),
     )
     return respond(changed, key, answers.changed)
 
@@ -225,6 +246,7 @@ def user_bookings(query, user_id):
     bookings = [
         {"event_id": b.event_id, "event_name": b.event_name, "status": b.status}
         | ({"position": b.position} if b.position is not None else {})
+        | ({"offer_expires_at": b.offer_expires_at} if b.offer_expires_at else {})
         for b in page.bookings
     ]
     return {"user_id": user_id, "bookings": bookings, "next_after": page.next_after}
@@ -239,6 +261,8 @@ def user_state(event_id, user_id):
     shaped = {"event_id": event_id, "user_id": user_id, "status": state.status}
     if state.position is not None:
         shaped["position"] = state.position
+    if state.offer_expires_at is not None:
+        shaped["offer_expires_at"] = state.offer_expires_at
     return shaped
 
 

@@ -12,14 +12,13 @@ leaves the view as it found it. The waiting-list copies of the process
 (waitlist.py) are read here but only changed after the COMMIT.
 """
 
-import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
-from . import journal, store
-from .idempotency import Answer, Key, Stored
+from . import journal, offer_store, store
+from .batch_answers import BatchAnswers
 from .waitlist import WaitingList, WaitingLists
 
 Pair = tuple[int, int]  # (event_id, user_id)
@@ -37,12 +36,19 @@ class EventView:
     waitlist_version: int
     next_waiting_seq: int
     sales_open: bool
+    waitlist_mode: str
+    offer_ttl_seconds: int
+    offered_tickets: int
     loaded: object = None
     changed: bool = False
     joined: list[Pair] = field(default_factory=list)  # (user_id, seq) in this batch
     line: WaitingList | None = None  # the committed line, fetched on first need
     line_index: int = 0  # how far into `line` the head has moved in this batch
     left: list[int] = field(default_factory=list)  # seqs of committed places taken away
+    # Live offers, {user_id: (seq, expires_at)}, read on first need; and changes to them.
+    offers: dict[int, tuple[int, datetime]] | None = None
+    offers_ended: list[int] = field(default_factory=list)  # committed offers gone
+    offers_new: dict[int, tuple[int, datetime]] = field(default_factory=dict)
 
 
 class Batch:
@@ -60,49 +66,26 @@ class Batch:
         self._unplaced: set[Pair] = set()  # committed places taken away
         self._line_changes: list[tuple[int, int, object]] = []  # (event, from version, change)
         self.locked_at: float | None = None  # when the database's lock was had (monotonic)
-        # Idempotency-Keys: answers stored before (live ones), and those this batch adds.
-        self.now = datetime.utcnow()
-        self._answers: dict[tuple[str, str], Stored] = {}
-        self._expired_answers: dict[tuple[str, str], int] = {}  # key -> row id to replace
-        self._new_answers: dict[tuple[str, str], dict] = {}
+        # Idempotency-Keys: the answers stored before, and those this batch adds.
+        self.answers = BatchAnswers(conn)
         self._facts: list[dict] = []  # the journal's new entries, in order
+        self._now: datetime | None = None
+        self._lapsed: dict[Pair, datetime] = {}  # offers this batch found past their time
+
+    def now(self) -> datetime:
+        """The database's clock, read once per batch when an offer needs it."""
+        if self._now is None:
+            self._now = journal.database_now(self.conn)
+        return self._now
+
+    def events(self) -> list[EventView]:
+        return list(self._events.values())
 
     def record(self, type_: str, event_id: int, user_id: int | None = None, **data) -> dict:
         """Journal a fact of a change; its data may be filled in until write()."""
         fact = journal.fact(type_, event_id, user_id, **data)
         self._facts.append(fact)
         return fact["data"]
-
-    def load_answers(self, keys: list[Key]) -> None:
-        """Read the stored answers of the batch's Idempotency-Keys (one statement)."""
-        if not keys:
-            return
-        for row in store.stored_answers(self.conn, sorted({key.key for key in keys})):
-            identity = (row.idem_key, row.scope)
-            if row.expires_at <= self.now:
-                self._expired_answers[identity] = row.id  # the key is new again
-                continue
-            headers = json.loads(row.headers)
-            content_type = headers.pop("Content-Type")
-            answer = Answer(row.status, headers, row.body, content_type)
-            self._answers[identity] = Stored(row.fingerprint, answer, row.expires_at)
-
-    def stored_answer(self, key: Key) -> Stored | None:
-        return self._answers.get(key.identity)
-
-    def store_answer(self, key: Key, answer: Answer) -> None:
-        expires_at = self.now + key.ttl
-        self._answers[key.identity] = Stored(key.fingerprint, answer, expires_at)
-        headers = {**answer.headers, "Content-Type": answer.content_type}
-        self._new_answers[key.identity] = {
-            "idem_key": key.key,
-            "scope": key.scope,
-            "fingerprint": key.fingerprint,
-            "status": answer.status,
-            "headers": json.dumps(headers, sort_keys=True),
-            "body": answer.body,
-            "expires_at": expires_at,
-        }
 
     def load(self, pairs: list[tuple[int | None, int | None]]) -> None:
         """Read every event the changes name and their users' tickets and places."""
@@ -163,8 +146,8 @@ class Batch:
 
     # Changes, in memory until write().
 
-    def create_event(self, name: str, total_tickets: int) -> int:
-        return store.create_event(self.conn, name, total_tickets)
+    def create_event(self, name: str, total_tickets: int, mode: str, ttl: int) -> int:
+        return store.create_event(self.conn, name, total_tickets, mode, ttl)
 
     def take_ticket(self, event: EventView) -> None:
         if event.available_tickets <= 0:
@@ -206,7 +189,8 @@ class Batch:
         self._line_changed(event, lambda line: line.append(user_id, seq))
         return event.waiting_count
 
-    def leave_waiting_list(self, event: EventView, user_id: int) -> None:
+    def leave_waiting_list(self, event: EventView, user_id: int) -> int:
+        """Take the user's place in line away; the seq it had."""
         pair = (event.id, user_id)
         if pair not in self._seq:  # the head of the line, not one of the batch's own users
             self._seq_before[pair] = self._seq[pair] = event.line.seqs[user_id]
@@ -217,6 +201,58 @@ class Batch:
         self._seq[pair] = None
         event.waiting_count -= 1
         self._line_changed(event, lambda line: line.remove(user_id))
+        return seq
+
+    # Offers: a freed ticket held for a user (neither available nor booked).
+
+    def offers(self, event: EventView) -> dict[int, tuple[int, datetime]]:
+        """The event's live offers this batch can touch: its users', and the lapsed ones."""
+        if event.offers is None:
+            rows = []
+            if event.offered_tickets:
+                users = [user for (event_id, user) in self._booked if event_id == event.id]
+                rows = offer_store.for_batch(self.conn, event.id, users, self.now())
+            event.offers = {user_id: (seq, expires_at) for user_id, seq, expires_at in rows}
+        return event.offers
+
+    def offer_of(self, event: EventView, user_id: int) -> datetime | None:
+        """When the user's offer lapses, or None if they hold none."""
+        held = self.offers(event).get(user_id) if event.offered_tickets else None
+        return None if held is None else held[1]
+
+    def lapsed_offers(self, event: EventView) -> list[int]:
+        """Users whose offers are past their time, soonest lapsed first, then line order."""
+        if not event.offered_tickets:
+            return []
+        now = self.now()
+        due = [(at, seq, user) for user, (seq, at) in self.offers(event).items() if at <= now]
+        return [user for _, _, user in sorted(due)]
+
+    def add_offer(self, event: EventView, user_id: int, seq: int) -> datetime:
+        """Hold a ticket for the user until the event's offer time is over; that time."""
+        offers = self.offers(event)
+        expires_at = self.now() + timedelta(seconds=event.offer_ttl_seconds)
+        offers[user_id] = event.offers_new[user_id] = (seq, expires_at)
+        event.offered_tickets += 1
+        event.changed = True
+        return expires_at
+
+    def end_offer(self, event: EventView, user_id: int, lapsed: bool = False) -> datetime:
+        """The offer is claimed, declined or (`lapsed`) over; when it was to lapse."""
+        _, expires_at = self.offers(event).pop(user_id)
+        if event.offers_new.pop(user_id, None) is None:
+            event.offers_ended.append(user_id)
+        event.offered_tickets -= 1
+        event.changed = True
+        if lapsed:
+            self._lapsed[(event.id, user_id)] = expires_at
+        return expires_at
+
+    def lapsed_at(self, event: EventView, user_id: int) -> datetime | None:
+        """When the user's last offer lapsed, if that is how it ended (for a refusal)."""
+        if (event.id, user_id) in self._lapsed:
+            return self._lapsed[(event.id, user_id)]
+        return offer_store.lapsed_at(self.conn, event.id, user_id)
 
     def _line_changed(self, event: EventView, change) -> None:
         self._line_changes.append((event.id, event.waitlist_version, change))
@@ -251,6 +287,9 @@ class Batch:
                 "name": event.name,
                 "total": event.total_tickets,
                 "sales_open": event.sales_open,
+                "mode": event.waitlist_mode,
+                "ttl": event.offer_ttl_seconds,
+                "offered": event.offered_tickets,
             }
             for event in self._events.values()
             if event.changed
@@ -258,15 +297,17 @@ class Batch:
         store.write_batch(
             self.conn, deleted_bookings, deleted_places, new_bookings, new_places, changed_events
         )
+        ended_offers = {e.id: e.offers_ended for e in self._events.values() if e.offers_ended}
+        new_offers = [
+            {"event_id": e.id, "user_id": user_id, "seq": seq, "expires_at": expires_at}
+            for e in self._events.values()
+            for user_id, (seq, expires_at) in e.offers_new.items()
+        ]
+        if ended_offers or new_offers:
+            offer_store.write(self.conn, ended_offers, new_offers)
         if self._facts:
             journal.append(self.conn, self._facts)
-        if self._new_answers:
-            replaced = [
-                self._expired_answers[i] for i in self._new_answers if i in self._expired_answers
-            ]
-            store.write_answers(self.conn, list(self._new_answers.values()), replaced)
-            # Keep the table from growing: a keyed batch also removes some expired keys.
-            store.purge_expired_answers(self.conn, self.now, limit=100)
+        self.answers.write()
 
     def _is_new_booking(self, pair: Pair) -> bool:
         """Held now, and not the same row as before: never held, or deleted and re-added."""

@@ -143,12 +143,14 @@ class GroupCommit:
         waiting_lists: WaitingLists,
         max_size: int = 64,
         max_hold: float = 0.05,
+        before: Rule | None = None,
     ):
         self.engine = engine
         self.lock = lock
         self.waiting_lists = waiting_lists
         self.max_size = max(1, max_size)
         self.max_hold = max_hold
+        self.before = before  # run on each batch before its changes (settling lapsed offers)
         self._queue = _Queue()
         self._conn: Connection | None = None  # only ever used by the leading thread
         self._in_flight = InFlight()
@@ -257,7 +259,12 @@ class GroupCommit:
         started = time.monotonic()
         outcomes: list[tuple[Any, BookingError | None]] = []
         tx.load([(change.event_id, change.user_id) for change in batch])
-        tx.load_answers([change.key for change in batch if change.key is not None])
+        tx.answers.load([change.key for change in batch if change.key is not None])
+        if self.before is not None:
+            try:
+                self.before(tx)
+            except Exception as error:
+                _rerun_unless_database(error, alone)
         for change in batch:
             if outcomes and time.monotonic() - started > self.max_hold:
                 break  # the rest wait for the next batch

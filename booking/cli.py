@@ -19,9 +19,9 @@ def init_app(app: Flask) -> None:
 @click.command("worker")
 @click.option("--once", is_flag=True, help="Run one pass (sequence, deliver, purge) and exit.")
 def worker(once: bool) -> None:
-    """Deliver webhooks and keep the journal, until SIGTERM or SIGINT."""
-    engine = current_app.extensions["booking"].engine
-    running = Worker(engine, Settings.of(current_app.config))
+    """Settle lapsed offers, deliver webhooks, keep the journal; until SIGTERM or SIGINT."""
+    service = current_app.extensions["booking"]
+    running = Worker(service.engine, Settings.of(current_app.config), service)
     # Stop between attempts: the one in progress is finished and recorded first.
     signal.signal(signal.SIGTERM, running.stop)
     signal.signal(signal.SIGINT, running.stop)

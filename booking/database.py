@@ -9,8 +9,8 @@ def engine_options(url: str, lock_timeout: int, pool_size: int = 4) -> dict:
     # Bounded socket waits: a database that stops answering (not even a RST)
     # must turn into a 503, not a worker stuck until gunicorn kills it. A
     # statement may legitimately wait for locks, and LOCK TABLES waits up to
-    # lock_timeout once per table it names (five), so allow that.
-    io_timeout = 5 * max(1, int(lock_timeout)) + 5
+    # lock_timeout once per table it names (six), so allow that.
+    io_timeout = 6 * max(1, int(lock_timeout)) + 5
     return {
         # pre_ping notices connections a database restart killed; recycle stays
         # under MySQL's default wait_timeout on idle pooled connections.

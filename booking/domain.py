@@ -1,6 +1,9 @@
 """What the booking rules return and refuse with. No Flask, no SQL."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+
+AUTO, OFFER = "auto", "offer"  # what a freed ticket does: booked for the head, or offered
 
 
 @dataclass(frozen=True, slots=True)
@@ -11,6 +14,9 @@ class EventState:
     available_tickets: int
     waiting_count: int
     sales_open: bool = True
+    waitlist_mode: str = AUTO
+    offer_ttl_seconds: int = 3600
+    offered_tickets: int = 0
 
     @classmethod
     def of(cls, row) -> "EventState":
@@ -22,6 +28,9 @@ class EventState:
             row.available_tickets,
             row.waiting_count,
             bool(row.sales_open),
+            row.waitlist_mode,
+            row.offer_ttl_seconds,
+            row.offered_tickets,
         )
 
 
@@ -29,6 +38,7 @@ class EventState:
 class EventChanged:
     event: EventState
     promoted_user_ids: list[int]  # in line order: given the tickets a larger total freed
+    offered_user_ids: list[int] = field(default_factory=list)  # ... or offered them
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +51,9 @@ class EventsPage:
 class UserBooking:
     event_id: int
     event_name: str
-    status: str  # "booked" or "waitlisted"
+    status: str  # "booked", "waitlisted" or "offered"
     position: int | None = None
+    offer_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +81,23 @@ class Cancelled:
     event_id: int
     user_id: int
     promoted_user_id: int | None  # the waiting user who got the freed ticket
+    offered_user_id: int | None = None  # ... or who was offered it
+
+
+@dataclass(frozen=True, slots=True)
+class DeclinedOffer:
+    """A user holding an offer cancelled: the ticket passed on."""
+
+    event_id: int
+    user_id: int
+    promoted_user_id: int | None
+    offered_user_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    event_id: int
+    user_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +110,9 @@ class LeftWaitingList:
 class UserState:
     event_id: int
     user_id: int
-    status: str  # "booked", "waitlisted" or "none"
+    status: str  # "booked", "waitlisted", "offered" or "none"
     position: int | None = None
+    offer_expires_at: datetime | None = None
 
 
 class BookingError(Exception):
@@ -126,6 +155,25 @@ class CapacityBelowHeld(BookingError):
             f"Event {event_id} has {held} tickets booked; totalTickets cannot go below that"
             f" (asked for {total})."
         )
+
+
+class AlreadyOffered(BookingError):
+    def __init__(self, event_id: int, user_id: int, expires_at: datetime):
+        self.expires_at = expires_at
+        super().__init__(
+            f"User {user_id} holds an offer for event {event_id}; claim it with"
+            " POST /api/events/claim before it lapses."
+        )
+
+
+class NoOffer(BookingError):
+    def __init__(self, event_id: int, user_id: int, lapsed_at: datetime | None):
+        self.lapsed_at = lapsed_at
+        if lapsed_at is None:
+            why = "holds no offer"
+        else:
+            why = f"held an offer that lapsed at {lapsed_at:%Y-%m-%dT%H:%M:%SZ}"
+        super().__init__(f"User {user_id} {why} for event {event_id}.")
 
 
 class LockTimeout(Exception):

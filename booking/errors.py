@@ -8,11 +8,13 @@ from werkzeug.exceptions import HTTPException
 
 from .domain import (
     AlreadyBooked,
+    AlreadyOffered,
     AlreadyWaiting,
     BookingError,
     CapacityBelowHeld,
     EventNotFound,
     LockTimeout,
+    NoOffer,
     NothingToCancel,
     SalesClosed,
 )
@@ -32,6 +34,8 @@ _DOMAIN = {
     AlreadyWaiting: (409, "already-waiting", "Already on the waiting list"),
     SalesClosed: (409, "sales-closed", "Sales are closed"),
     CapacityBelowHeld: (409, "capacity-below-held", "Fewer tickets than are booked"),
+    NoOffer: (409, "no-offer", "No offer to claim"),
+    AlreadyOffered: (409, "already-offered", "An offer is waiting to be claimed"),
     KeyReused: (422, "idempotency-key-reused", "Idempotency-Key reused"),
     KeyInFlight: (409, "idempotency-key-in-flight", "Idempotency-Key in use"),
     WebhookNotFound: (404, "webhook-not-found", "Webhook not found"),
@@ -47,6 +51,8 @@ def refusal(error: BookingError):
         extra["position"] = error.position
     if isinstance(error, CapacityBelowHeld):
         extra["held"] = error.held
+    if isinstance(error, AlreadyOffered):
+        extra["offerExpiresAt"] = f"{error.expires_at:%Y-%m-%dT%H:%M:%S.%f}"[:-3] + "Z"
     response = problem(status, title, str(error), slug, **extra)
     if isinstance(error, KeyInFlight):
         response.headers["Retry-After"] = "1"

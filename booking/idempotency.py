@@ -80,7 +80,7 @@ def idempotent(key: Key, rule: Callable[[Any], Any]) -> Callable[[Any], Answer]:
     """The rule, answered once per key: later the stored answer, replayed."""
 
     def run(tx) -> Answer:
-        stored = tx.stored_answer(key)
+        stored = tx.answers.stored(key)
         if stored is not None:
             if stored.fingerprint != key.fingerprint:
                 raise KeyReused(key.key)
@@ -93,7 +93,7 @@ def idempotent(key: Key, rule: Callable[[Any], Any]) -> Callable[[Any], Answer]:
         except BookingError as error:  # decided before any change: its answer is kept too
             result, refusal = None, error
         answer = key.render(result, refusal)
-        tx.store_answer(key, answer)
+        tx.answers.store(key, answer)
         return answer
 
     return run

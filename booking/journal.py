@@ -31,6 +31,10 @@ TYPES = (
     "booking.cancelled",
     "waitlist.left",
     "booking.promoted",
+    "offer.created",
+    "offer.claimed",
+    "offer.declined",
+    "offer.expired",
 )
 
 _INSERT = journal.insert()

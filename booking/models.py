@@ -51,6 +51,12 @@ class Event(db.Model):
     next_waiting_seq: Mapped[int] = mapped_column(BigInteger, default=1)
     # Closed: nobody new books or joins the line; cancellations still pass tickets on.
     sales_open: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # "auto": a freed ticket is booked for the head of the line; "offer": it is held
+    # for them for offer_ttl_seconds (offers.py).
+    waitlist_mode: Mapped[str] = mapped_column(String(8), default="auto", server_default="auto")
+    offer_ttl_seconds: Mapped[int] = mapped_column(Integer, default=3600, server_default="3600")
+    # Live offers: booked + offered + available = total.
+    offered_tickets: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
 
@@ -139,6 +145,7 @@ class JournalEntry(db.Model):
         # An event's history in commit order.
         Index("ix_journal_entries_event_entry", "event_id", "entry_id"),
         Index("ix_journal_entries_at", "at"),
+        Index("ix_journal_entries_event_user", "event_id", "user_id"),
         {"sqlite_autoincrement": True, **MYSQL_OPTIONS},
     )
 
@@ -204,7 +211,28 @@ class WebhookDelivery(db.Model):
     response_body: Mapped[str | None] = mapped_column(Text, nullable=True)  # 1 KiB at most
 
 
+class Offer(db.Model):
+    """A freed ticket held for a user who was at the head of the line, until expires_at
+    (the database's clock). Only live offers are rows; their end is in the journal."""
+
+    __tablename__ = "offers"
+    __table_args__ = (
+        UniqueConstraint("event_id", "user_id"),
+        Index("ix_offers_expires_at", "expires_at"),
+        Index("ix_offers_event_expires_at", "event_id", "expires_at"),
+        Index("ix_offers_user_event", "user_id", "event_id"),
+        MYSQL_OPTIONS,
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(BigInteger)  # their place in line when offered
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
 journal = JournalEntry.__table__
+offers = Offer.__table__
 journal_sequence = JournalSequence.__table__
 webhooks = Webhook.__table__
 deliveries = WebhookDelivery.__table__

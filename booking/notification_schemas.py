@@ -2,15 +2,8 @@
 
 from marshmallow import fields, validate
 
-from .journal import TYPES, rfc3339
-from .schemas import MAX_ID, Cursor, StrictSchema
-
-
-class Rfc3339(fields.DateTime):
-    """A UTC instant as RFC 3339 with milliseconds and a Z."""
-
-    def _serialize(self, value, attr, obj, **kwargs):
-        return None if value is None else rfc3339(value)
+from .journal import TYPES
+from .schemas import MAX_ID, Cursor, Rfc3339, StrictSchema
 
 
 class HistoryEntrySchema(StrictSchema):

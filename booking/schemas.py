@@ -1,6 +1,8 @@
-"""Request and response schemas: the one source for validation and the OpenAPI spec."""
+"""Request schemas and shared fields: the one source for validation and the OpenAPI spec
+(the answers' schemas are in responses.py)."""
 
 import re
+from datetime import UTC
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
@@ -79,9 +81,46 @@ def _total_tickets(required: bool) -> fields.Integer:
     )
 
 
+class Rfc3339(fields.DateTime):
+    """A UTC instant as RFC 3339 with milliseconds and a Z."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+MODES = ["auto", "offer"]
+MAX_OFFER_TTL = 7 * 24 * 3600
+
+
+def _waitlist_mode() -> fields.String:
+    return fields.String(
+        data_key="waitlistMode",
+        validate=validate.OneOf(MODES),
+        metadata={
+            "description": "what a freed ticket does: auto books it for the head of the line;"
+            " offer holds it for them for offerTtlSeconds, to claim or decline",
+            "example": "auto",
+        },
+    )
+
+
+def _offer_ttl() -> fields.Integer:
+    return fields.Integer(
+        data_key="offerTtlSeconds",
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_OFFER_TTL),
+        metadata={"description": "seconds an offer is held (offer mode)", "example": 3600},
+    )
+
+
 class InitializeRequest(StrictSchema):
     event_name = _event_name(required=True)
     total_tickets = _total_tickets(required=True)
+    waitlist_mode = _waitlist_mode()
+    offer_ttl_seconds = _offer_ttl()
 
 
 class EventChangeRequest(StrictSchema):
@@ -93,11 +132,16 @@ class EventChangeRequest(StrictSchema):
         data_key="salesOpen",
         metadata={"description": "false: no new bookings or places in line", "example": False},
     )
+    waitlist_mode = _waitlist_mode()
+    offer_ttl_seconds = _offer_ttl()
 
     @validates_schema
     def not_empty(self, data, **kwargs):
         if not data:
-            raise ValidationError("Send at least one of eventName, totalTickets, salesOpen.")
+            raise ValidationError(
+                "Send at least one of eventName, totalTickets, salesOpen, waitlistMode,"
+                " offerTtlSeconds."
+            )
 
 
 class Cursor(fields.String):
@@ -142,90 +186,3 @@ class PageQuery(StrictSchema):
 class BookingRequest(StrictSchema):
     user_id = _id("userId", "The user booking or cancelling")
     event_id = _id("eventId", "The event")
-
-
-class EventSchema(StrictSchema):
-    event_id = fields.Integer(data_key="eventId")
-    name = fields.String(data_key="eventName")
-    total_tickets = fields.Integer(data_key="totalTickets")
-    available_tickets = fields.Integer(data_key="availableTickets")
-    waiting_count = fields.Integer(data_key="waitingListCount")
-    sales_open = fields.Boolean(data_key="salesOpen")
-
-
-class EventChangedSchema(EventSchema):
-    promoted_user_ids = fields.List(
-        fields.Integer(),
-        data_key="promotedUserIds",
-        metadata={"description": "users given a ticket by this change, in line order"},
-    )
-
-
-class EventsPageSchema(StrictSchema):
-    events = fields.List(fields.Nested(EventSchema), required=True)
-    next_after = Cursor(data_key="nextCursor", allow_none=True, required=True)
-
-
-class UserBookingSchema(StrictSchema):
-    event_id = fields.Integer(data_key="eventId", required=True)
-    event_name = fields.String(data_key="eventName", required=True)
-    status = fields.String(required=True, validate=validate.OneOf(["booked", "waitlisted"]))
-    position = fields.Integer(metadata={"description": "1-based place in line; waitlisted only"})
-
-
-class UserBookingsPageSchema(StrictSchema):
-    user_id = fields.Integer(data_key="userId", required=True)
-    bookings = fields.List(fields.Nested(UserBookingSchema), required=True)
-    next_after = Cursor(data_key="nextCursor", allow_none=True, required=True)
-
-
-class BookingResult(StrictSchema):
-    status = fields.String(
-        required=True,
-        validate=validate.OneOf(["booked", "waitlisted"]),
-        metadata={"description": "booked, or waitlisted when the event is sold out"},
-    )
-    event_id = fields.Integer(data_key="eventId", required=True)
-    user_id = fields.Integer(data_key="userId", required=True)
-    position = fields.Integer(metadata={"description": "1-based place in line; waitlisted only"})
-
-
-class CancelResult(StrictSchema):
-    status = fields.String(
-        required=True, validate=validate.OneOf(["cancelled", "left_waiting_list"])
-    )
-    event_id = fields.Integer(data_key="eventId", required=True)
-    user_id = fields.Integer(data_key="userId", required=True)
-    promoted_user_id = fields.Integer(
-        data_key="promotedUserId",
-        allow_none=True,
-        metadata={"description": "cancelled only: the waiting user who got the ticket, or null"},
-    )
-
-
-class UserStateSchema(StrictSchema):
-    event_id = fields.Integer(data_key="eventId", required=True)
-    user_id = fields.Integer(data_key="userId", required=True)
-    status = fields.String(required=True, validate=validate.OneOf(["booked", "waitlisted", "none"]))
-    position = fields.Integer(metadata={"description": "1-based place in line; waitlisted only"})
-
-
-class WaitingListSchema(StrictSchema):
-    event_id = fields.Integer(data_key="eventId", required=True)
-    user_ids = fields.List(fields.Integer(), data_key="userIds", required=True)
-
-
-class HealthSchema(StrictSchema):
-    status = fields.String(required=True, metadata={"example": "ok"})
-
-
-class ProblemSchema(StrictSchema):
-    """RFC 9457 problem details."""
-
-    type = fields.String(required=True)
-    title = fields.String(required=True)
-    status = fields.Integer(required=True)
-    detail = fields.String(required=True)
-    errors = fields.Dict(metadata={"description": "validation errors by field"})
-    position = fields.Integer(metadata={"description": "already-waiting: the place in line"})
-    held = fields.Integer(metadata={"description": "capacity-below-held: tickets booked"})

@@ -25,7 +25,7 @@ from sqlalchemy import (
     update,
 )
 
-from .models import bookings, events, idempotency_keys, waiting
+from .models import bookings, events, offers, waiting
 
 _EVENT = bindparam("event_id")
 _USER = bindparam("user_id")
@@ -41,6 +41,9 @@ EVENT_COLUMNS = (
     events.c.waitlist_version,
     events.c.next_waiting_seq,
     events.c.sales_open,
+    events.c.waitlist_mode,
+    events.c.offer_ttl_seconds,
+    events.c.offered_tickets,
 )
 _SELECT_EVENT = select(*EVENT_COLUMNS).where(events.c.id == _EVENT)
 # The event and whether this user already holds a ticket, in one round trip.
@@ -89,6 +92,9 @@ class EventRow(NamedTuple):
     waitlist_version: int
     next_waiting_seq: int
     sales_open: bool
+    waitlist_mode: str
+    offer_ttl_seconds: int
+    offered_tickets: int
 
 
 _INSERT_BOOKINGS = insert(bookings)
@@ -109,6 +115,9 @@ _WRITTEN = {
     "name": "name",
     "total_tickets": "total",
     "sales_open": "sales_open",
+    "waitlist_mode": "mode",
+    "offer_ttl_seconds": "ttl",
+    "offered_tickets": "offered",
 }
 
 
@@ -138,39 +147,23 @@ _EVENTS_AFTER = (
     .order_by(events.c.id)
     .limit(bindparam("limit"))
 )
-# A user's tickets and places in event order, from the (user_id, event_id) indexes.
+# A user's tickets, places and offers in event order, from the (user_id, event_id) indexes.
+_AFTER = bindparam("after_id")
+# Typed, so the union's column reads back as a datetime on every backend.
+_NO_EXPIRY = literal(None, type_=offers.c.expires_at.type).label("expires")
 _USER_HOLDINGS = (
     union_all(
-        select(bookings.c.event_id, events.c.name, null().label("seq"))
+        select(bookings.c.event_id, events.c.name, null().label("seq"), _NO_EXPIRY)
         .join(events, events.c.id == bookings.c.event_id)
-        .where(bookings.c.user_id == _USER, bookings.c.event_id > bindparam("after_id")),
-        select(waiting.c.event_id, events.c.name, waiting.c.seq)
+        .where(bookings.c.user_id == _USER, bookings.c.event_id > _AFTER),
+        select(waiting.c.event_id, events.c.name, waiting.c.seq, null())
         .join(events, events.c.id == waiting.c.event_id)
-        .where(waiting.c.user_id == _USER, waiting.c.event_id > bindparam("after_id")),
+        .where(waiting.c.user_id == _USER, waiting.c.event_id > _AFTER),
+        select(offers.c.event_id, events.c.name, null(), offers.c.expires_at)
+        .join(events, events.c.id == offers.c.event_id)
+        .where(offers.c.user_id == _USER, offers.c.event_id > _AFTER),
     )
     .order_by("event_id")
-    .limit(bindparam("limit"))
-)
-
-_ANSWERS = select(
-    idempotency_keys.c.id,
-    idempotency_keys.c.idem_key,
-    idempotency_keys.c.scope,
-    idempotency_keys.c.fingerprint,
-    idempotency_keys.c.status,
-    idempotency_keys.c.headers,
-    idempotency_keys.c.body,
-    idempotency_keys.c.expires_at,
-).where(idempotency_keys.c.idem_key.in_(bindparam("keys", expanding=True)))
-_INSERT_ANSWERS = insert(idempotency_keys)
-_DELETE_ANSWERS = idempotency_keys.delete().where(
-    idempotency_keys.c.id.in_(bindparam("ids", expanding=True))
-)
-# Expired keys, oldest first, from the expires_at index.
-_EXPIRED_ANSWERS = (
-    select(idempotency_keys.c.id)
-    .where(idempotency_keys.c.expires_at < bindparam("now"))
-    .order_by(idempotency_keys.c.expires_at)
     .limit(bindparam("limit"))
 )
 
@@ -190,7 +183,7 @@ _WAITING_AHEAD = (
 )
 
 
-def create_event(conn: Connection, name: str, total_tickets: int) -> int:
+def create_event(conn: Connection, name: str, total_tickets: int, mode: str, ttl: int) -> int:
     result = conn.execute(
         _INSERT_EVENT,
         {
@@ -200,6 +193,9 @@ def create_event(conn: Connection, name: str, total_tickets: int) -> int:
             "waiting_count": 0,
             "waitlist_version": 0,
             "next_waiting_seq": 1,
+            "waitlist_mode": mode,
+            "offer_ttl_seconds": ttl,
+            "offered_tickets": 0,
         },
     )
     return result.inserted_primary_key[0]
@@ -265,32 +261,11 @@ def events_after(conn: Connection, after_id: int, limit: int) -> list[Row]:
     return list(conn.execute(_EVENTS_AFTER, {"after_id": after_id, "limit": limit}))
 
 
-def user_holdings(
-    conn: Connection, user_id: int, after_id: int, limit: int
-) -> list[tuple[int, str, int | None]]:
-    """(event_id, event name, seq or None for a ticket) in event order, after `after_id`."""
+def user_holdings(conn: Connection, user_id: int, after_id: int, limit: int) -> list[tuple]:
+    """(event_id, event name, seq of a place, expiry of an offer) in event order, after
+    `after_id`; a ticket has neither."""
     params = {"user_id": user_id, "after_id": after_id, "limit": limit}
     return [tuple(row) for row in conn.execute(_USER_HOLDINGS, params)]
-
-
-def stored_answers(conn: Connection, keys: list[str]) -> list[Row]:
-    """The stored answers of these Idempotency-Keys, in every scope."""
-    return list(conn.execute(_ANSWERS, {"keys": keys}))
-
-
-def write_answers(conn: Connection, new: list[dict], replaced_ids: list[int]) -> None:
-    if replaced_ids:
-        conn.execute(_DELETE_ANSWERS, {"ids": replaced_ids})
-    if new:
-        conn.execute(_INSERT_ANSWERS, new)
-
-
-def purge_expired_answers(conn: Connection, now, limit: int) -> int:
-    """Delete up to `limit` expired keys; how many went."""
-    ids = list(conn.execute(_EXPIRED_ANSWERS, {"now": now, "limit": limit}).scalars())
-    if ids:
-        conn.execute(_DELETE_ANSWERS, {"ids": ids})
-    return len(ids)
 
 
 def waiting_rows(conn: Connection, event_id: int, after_seq: int = 0) -> list[tuple[int, int]]:

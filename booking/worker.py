@@ -1,9 +1,13 @@
-"""The background worker: sequence the journal, deliver webhooks, purge old entries.
+"""The background worker: settle lapsed offers, sequence the journal, deliver webhooks,
+purge old entries.
 
 `flask --app wsgi worker` runs passes until SIGTERM (the attempt in progress
 is finished and recorded first); `--once` runs one pass. Any number of workers,
 on one host or many, can run at once:
 
+- lapsed offers of events nobody is changing are settled by an empty change on
+  the event (every batch settles its events' lapsed offers first, under the lock,
+  by the database's clock), so two workers settle nothing twice;
 - the sequencer locks journal_sequence, so entry ids are given one pass at a time;
 - a webhook is delivered by the one worker holding its lease (delivery.py), a
   row in the database that lapses WEBHOOK_LEASE seconds after its holder stops
@@ -28,12 +32,14 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import journal, sender, webhook_store
+from . import journal, offer_store, sender, webhook_store
 from .delivery import Policy, Turn
+from .domain import LockTimeout
 
 log = logging.getLogger("booking.worker")
 
 SEQUENCE_LIMIT = 5000
+SETTLE_LIMIT = 100  # events per pass
 PURGE_EVERY = 60.0  # seconds
 
 
@@ -61,8 +67,9 @@ class Settings:
 
 
 class Worker:
-    def __init__(self, engine: Engine, settings: Settings):
+    def __init__(self, engine: Engine, settings: Settings, service=None):
         self.engine = engine
+        self.service = service  # a BookingService, to settle lapsed offers
         self.settings = settings
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.policy = Policy(
@@ -79,7 +86,7 @@ class Worker:
         while not self.stopping.is_set():
             try:
                 busy = self.run_once()
-            except SQLAlchemyError as error:
+            except (SQLAlchemyError, LockTimeout) as error:
                 log.warning("worker pass failed; trying again", extra={"error": repr(error)})
                 busy = False
                 if once:
@@ -92,10 +99,24 @@ class Worker:
 
     def run_once(self) -> bool:
         """One pass; True if it found work (the next pass should come at once)."""
+        settled = self.settle()
         sequenced = self.sequence()
         sent = self.deliver()
         self.purge_if_due()
-        return bool(sequenced or sent)
+        return bool(settled or sequenced or sent)
+
+    def settle(self) -> int:
+        """Pass on the lapsed offers of events no change has touched since they lapsed."""
+        if self.service is None:
+            return 0
+        with self.engine.connect() as conn:
+            now = journal.database_now(conn)
+            events = offer_store.events_with_lapsed(conn, now, SETTLE_LIMIT)
+        for event_id in events:
+            if self.stopping.is_set():
+                break
+            self.service.settle(event_id)
+        return len(events)
 
     def sequence(self) -> int:
         total = 0

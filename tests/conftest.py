@@ -26,6 +26,7 @@ TABLES = (
     "webhooks",
     "journal_entries",
     "idempotency_keys",
+    "offers",
     "waiting_list_entries",
     "bookings",
     "events",

@@ -5,10 +5,12 @@ row in one transaction (one snapshot), asserts the rules the service promises,
 and returns what it read so a test can make its own, sharper checks:
 
 - an event never has more booked rows than tickets;
-- events.available_tickets == total_tickets - booked rows;
+- events.available_tickets == total_tickets - booked rows - offer rows, and
+  events.offered_tickets == offer rows;
+- live offers go in line order: every offer's seq is below every waiting seq;
 - events.waiting_count == waiting rows;
 - nobody waits while a ticket is free;
-- nobody is both booked and waiting for one event;
+- nobody holds two of a ticket, an offer and a place for one event;
 - (event_id, user_id) is unique in bookings and in waiting_list_entries, and
   (event_id, seq) is unique in waiting_list_entries, every seq below
   events.next_waiting_seq.
@@ -45,7 +47,12 @@ class EventTruth:
     waitlist_version: int
     next_waiting_seq: int
     sales_open: bool = True
+    waitlist_mode: str = "auto"
+    offer_ttl_seconds: int = 3600
+    offered_tickets: int = 0
     booked: list[int] = field(default_factory=list)  # user ids, ascending
+    offered: list[int] = field(default_factory=list)  # user ids holding an offer, by seq
+    offer_seqs: list[int] = field(default_factory=list)
     waiting: list[int] = field(default_factory=list)  # user ids in line order (seq)
     seqs: list[int] = field(default_factory=list)  # the seqs of `waiting`, same order
 
@@ -58,6 +65,9 @@ class EventTruth:
             "availableTickets": self.available,
             "waitingListCount": self.waiting_count,
             "salesOpen": self.sales_open,
+            "waitlistMode": self.waitlist_mode,
+            "offerTtlSeconds": self.offer_ttl_seconds,
+            "offeredTickets": self.offered_tickets,
         }
 
 
@@ -83,14 +93,26 @@ def read_truth(database_url: str) -> tuple[dict[int, EventTruth], list[str]]:
                     waitlist_version=row.waitlist_version,
                     next_waiting_seq=row.next_waiting_seq,
                     sales_open=bool(row.sales_open),
+                    waitlist_mode=row.waitlist_mode,
+                    offer_ttl_seconds=row.offer_ttl_seconds,
+                    offered_tickets=row.offered_tickets,
                 )
                 for row in conn.execute(
                     sa.text(
                         "SELECT id, name, total_tickets, available_tickets, waiting_count,"
-                        " waitlist_version, next_waiting_seq, sales_open FROM events ORDER BY id"
+                        " waitlist_version, next_waiting_seq, sales_open, waitlist_mode,"
+                        " offer_ttl_seconds, offered_tickets FROM events ORDER BY id"
                     )
                 )
             }
+            for event_id, user_id, seq in conn.execute(
+                sa.text("SELECT event_id, user_id, seq FROM offers ORDER BY event_id, seq")
+            ):
+                if event_id not in events:
+                    problems.append(f"offer to user {user_id} for missing event {event_id}")
+                    continue
+                events[event_id].offered.append(user_id)
+                events[event_id].offer_seqs.append(seq)
             for event_id, user_id in conn.execute(
                 sa.text("SELECT event_id, user_id FROM bookings ORDER BY event_id, user_id")
             ):
@@ -129,14 +151,20 @@ def read_truth(database_url: str) -> tuple[dict[int, EventTruth], list[str]]:
 def event_violations(event: EventTruth) -> list[str]:
     where = f"event {event.event_id} (total {event.total})"
     found = []
-    booked, waiting = len(event.booked), len(event.waiting)
-    if booked > event.total:
-        found.append(f"{where}: {booked} booked rows exceed the total")
-    if event.available != event.total - booked:
+    booked, waiting, offered = len(event.booked), len(event.waiting), len(event.offered)
+    if booked + offered > event.total:
+        found.append(f"{where}: {booked} booked and {offered} offered exceed the total")
+    if event.available != event.total - booked - offered:
         found.append(
-            f"{where}: available_tickets {event.available} != total - booked rows"
-            f" ({event.total} - {booked})"
+            f"{where}: available_tickets {event.available} != total - booked - offered"
+            f" ({event.total} - {booked} - {offered})"
         )
+    if event.offered_tickets != offered:
+        found.append(f"{where}: offered_tickets {event.offered_tickets} != {offered} offers")
+    if event.offer_seqs and event.seqs and max(event.offer_seqs) > min(event.seqs):
+        found.append(f"{where}: an offer went past someone earlier in line")
+    if held_twice := (set(event.booked) | set(event.waiting)) & set(event.offered):
+        found.append(f"{where}: users holding an offer and a ticket or place: {held_twice}")
     if not 0 <= event.available <= event.total:
         found.append(f"{where}: available_tickets {event.available} out of range")
     if event.waiting_count != waiting:
@@ -243,23 +271,31 @@ def replay_journal(database_url: str) -> tuple[dict[int, dict], list[str]]:
                 "name": data["eventName"],
                 "total": data["totalTickets"],
                 "salesOpen": True,
+                "mode": data.get("waitlistMode", "auto"),
+                "ttl": data.get("offerTtlSeconds", 3600),
                 "booked": set(),
                 "line": [],
+                "offered": set(),
             }
             continue
         event = replayed.get(event_id)
         if event is None:
             found.append(f"{where}: before the event's event.created")
             continue
-        booked, line = event["booked"], event["line"]
+        booked, line, offered = event["booked"], event["line"], event["offered"]
         if type_ == "event.updated":
-            for key, field_ in (("eventName", "name"), ("totalTickets", "total")):
+            for key, field_ in (
+                ("eventName", "name"),
+                ("totalTickets", "total"),
+                ("waitlistMode", "mode"),
+                ("offerTtlSeconds", "ttl"),
+            ):
                 if key in data:
                     event[field_] = data[key]
             event["salesOpen"] = data.get("salesOpen", event["salesOpen"])
         elif type_ == "booking.booked":
-            if user_id in booked or user_id in line:
-                found.append(f"{where}: the user already held a ticket or a place")
+            if user_id in booked or user_id in line or user_id in offered:
+                found.append(f"{where}: the user already held a ticket, an offer or a place")
             booked.add(user_id)
         elif type_ == "waitlist.joined":
             line.append(user_id)
@@ -274,12 +310,19 @@ def replay_journal(database_url: str) -> tuple[dict[int, dict], list[str]]:
                 found.append(f"{where}: the user was not in line")
             else:
                 line.remove(user_id)
-        elif type_ == "booking.promoted":
+        elif type_ in ("booking.promoted", "offer.created"):
             if not line or line[0] != user_id:
                 found.append(f"{where}: not the head of the line {line[:3]}")
             if user_id in line:
                 line.remove(user_id)
-            booked.add(user_id)
+            (booked if type_ == "booking.promoted" else offered).add(user_id)
+        elif type_ in ("offer.claimed", "offer.declined", "offer.expired"):
+            # An offer ends once: claimed, declined or lapsed.
+            if user_id not in offered:
+                found.append(f"{where}: the user held no offer")
+            offered.discard(user_id)
+            if type_ == "offer.claimed":
+                booked.add(user_id)
         else:
             found.append(f"{where}: unknown type")
     return replayed, found
@@ -298,8 +341,11 @@ def journal_violations(database_url: str, events: dict[int, EventTruth]) -> list
             "name": event.name,
             "total": event.total,
             "salesOpen": event.sales_open,
+            "mode": event.waitlist_mode,
+            "ttl": event.offer_ttl_seconds,
             "booked": set(event.booked),
             "line": event.waiting,
+            "offered": set(event.offered),
         }
         for key, value in truth.items():
             if told[key] != value:

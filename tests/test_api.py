@@ -62,6 +62,9 @@ def test_initialize_returns_the_event_and_where_it_lives(client, admin):
         "availableTickets": 3,
         "waitingListCount": 0,
         "salesOpen": True,
+        "waitlistMode": "auto",
+        "offerTtlSeconds": 3600,
+        "offeredTickets": 0,
     }
     assert response.headers["Location"] == f"/api/events/status/{body['eventId']}"
     assert client.get(response.headers["Location"]).json == body
@@ -172,6 +175,9 @@ def test_book_until_sold_out_then_waitlist_in_order(client, admin):
         "availableTickets": 0,
         "waitingListCount": 2,
         "salesOpen": True,
+        "waitlistMode": "auto",
+        "offerTtlSeconds": 3600,
+        "offeredTickets": 0,
     }
     assert waiting_list(client, admin, event_id) == [3, 4]
 
@@ -281,6 +287,7 @@ def test_cancel_hands_the_ticket_to_the_head_of_the_line(client, admin):
         "eventId": event_id,
         "userId": 1,
         "promotedUserId": 2,
+        "offeredUserId": None,
     }
     assert client.get(f"/api/events/{event_id}/users/2").json["status"] == "booked"
     assert waiting_list(client, admin, event_id) == [3]
@@ -297,6 +304,7 @@ def test_cancel_with_nobody_waiting_frees_the_ticket(client, admin):
         "eventId": event_id,
         "userId": 1,
         "promotedUserId": None,
+        "offeredUserId": None,
     }
     assert status(client, event_id)["availableTickets"] == 1
     assert book(client, event_id, 1).json["status"] == "booked"

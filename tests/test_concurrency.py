@@ -127,6 +127,9 @@ def test_1000_users_race_for_100_tickets(mysql_database_url, tmp_path, lock_mode
             "availableTickets": 0,
             "waitingListCount": 900,
             "salesOpen": True,
+            "waitlistMode": "auto",
+            "offerTtlSeconds": 3600,
+            "offeredTickets": 0,
         }
         line = waiting_lists(server.url, event_id)[0]
         assert len(line) == 900

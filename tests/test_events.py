@@ -39,6 +39,9 @@ def test_an_event_reads_as_the_event_object(client, admin):
         "availableTickets": 3,
         "waitingListCount": 0,
         "salesOpen": True,
+        "waitlistMode": "auto",
+        "offerTtlSeconds": 3600,
+        "offeredTickets": 0,
     }
     assert response.json == status(client, event_id)
 
@@ -139,7 +142,11 @@ def test_more_tickets_go_to_the_head_of_the_line_first(client, admin):
         "availableTickets": 0,
         "waitingListCount": 2,
         "salesOpen": True,
+        "waitlistMode": "auto",
+        "offerTtlSeconds": 3600,
+        "offeredTickets": 0,
         "promotedUserIds": [3, 4, 5],
+        "offeredUserIds": [],
     }
     assert waiting_list(client, admin, event_id) == [6, 7]
     assert client.get(f"/api/events/{event_id}/users/5").json["status"] == "booked"

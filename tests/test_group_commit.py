@@ -87,7 +87,7 @@ class Model:
             if promoted is not None:
                 booked.add(promoted)
             body = {"status": "cancelled", "eventId": event_id, "userId": user}
-            return 200, {**body, "promotedUserId": promoted}
+            return 200, {**body, "promotedUserId": promoted, "offeredUserId": None}
         if user in line:
             line.remove(user)
             return 200, {"status": "left_waiting_list", "eventId": event_id, "userId": user}

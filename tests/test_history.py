@@ -2,6 +2,13 @@
 
 import pytest
 
+CREATED = {
+    "eventName": "History",
+    "totalTickets": 1,
+    "waitlistMode": "auto",
+    "offerTtlSeconds": 3600,
+}
+
 
 @pytest.fixture
 def event_id(client, admin):
@@ -43,12 +50,12 @@ def test_every_committed_change_is_told_in_commit_order(client, admin, event_id)
     assert body["eventId"] == event_id and body["nextCursor"] is None
     told = [(e["type"], e["userId"], e["data"]) for e in body["entries"]]
     assert told == [
-        ("event.created", None, {"eventName": "History", "totalTickets": 1}),
+        ("event.created", None, CREATED),
         ("booking.booked", 1, {}),
         ("waitlist.joined", 2, {"position": 1}),
-        ("booking.cancelled", 1, {"promotedUserId": 2}),
+        ("booking.cancelled", 1, {"promotedUserId": 2, "offeredUserId": None}),
         ("booking.promoted", 2, {"cause": "booking.cancelled", "causeUserId": 1}),
-        ("event.updated", None, {"salesOpen": False, "promotedUserIds": []}),
+        ("event.updated", None, {"salesOpen": False, "promotedUserIds": [], "offeredUserIds": []}),
     ]
     ids = [e["entryId"] for e in body["entries"]]
     assert ids == sorted(set(ids))
