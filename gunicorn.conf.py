@@ -43,6 +43,21 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 control_socket_disable = True
 
 
+# Prometheus multiprocess mode (booking/metrics.py): every worker writes its
+# metrics to files here, and /metrics sums them. Set, and emptied of the last
+# run's files, before anything imports prometheus_client (the logger class below
+# imports the app's package); a fresh directory unless the operator names one.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="booking-metrics-")
+_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+os.makedirs(_metrics_dir, exist_ok=True)
+for _name in os.listdir(_metrics_dir):
+    if _name.endswith(".db"):
+        os.remove(os.path.join(_metrics_dir, _name))
+
+
 def on_starting(server):
     """Refuse a configuration that cannot work once, in the master, before forking.
 
@@ -53,3 +68,10 @@ def on_starting(server):
 
     app = create_app()
     app.extensions["booking"].engine.dispose()
+
+
+def child_exit(server, worker):
+    """A dead worker's live gauges stop counting; its counters stay in the sum."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -6,7 +6,18 @@ import os
 from flask import Flask, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
-from . import auth, cli, config, database, errors, headers, locking, observability, ratelimit
+from . import (
+    auth,
+    cli,
+    config,
+    database,
+    errors,
+    headers,
+    locking,
+    metrics_api,
+    observability,
+    ratelimit,
+)
 from .api import blp
 from .extensions import api, db, migrate
 from .notifications import blp as notifications_blp
@@ -38,6 +49,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     api.spec.components.security_scheme("basicAuth", {"type": "http", "scheme": "basic"})
     api.register_blueprint(blp)
     api.register_blueprint(notifications_blp)
+    app.register_blueprint(metrics_api.bp)  # plain Flask: not part of the API's spec
     # marshmallow cannot say it; the spec must, or clients (and fuzzers) send {}.
     api.spec.components.schemas["EventChangeRequest"]["minProperties"] = 1
     _serve_docs_assets(app)

@@ -78,6 +78,11 @@ class Batch:
             self._now = journal.database_now(self.conn)
         return self._now
 
+    @property
+    def facts(self) -> list[dict]:
+        """The journal's new entries, in order (counted once committed)."""
+        return self._facts
+
     def events(self) -> list[EventView]:
         return list(self._events.values())
 

@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
+from . import metrics
 from .batch import Batch
 from .domain import BookingError, LockTimeout
 from .idempotency import InFlight, Key, idempotent
@@ -223,6 +224,7 @@ class GroupCommit:
                 change.error = error
             return len(batch)
         tx.committed()
+        metrics.committed(tx.facts)
         for change, (result, error) in zip(batch, outcomes, strict=False):
             change.result, change.error = result, error
         self.batches += 1  # only the leading thread writes it: one at a time
@@ -238,6 +240,7 @@ class GroupCommit:
             change.error = error
             return
         tx.committed()
+        metrics.committed(tx.facts)
         change.result, change.error = outcomes[0]
         self.batches += 1  # only the leading thread writes it: one at a time
 
@@ -284,6 +287,11 @@ class GroupCommit:
         """One line per batch: waitMs until the database's lock was had (LOCK TABLES; in
         row mode the row locks come later, inside holdMs), holdMs from then to COMMIT."""
         now = time.monotonic()
+        if outcome == "committed":
+            metrics.BATCH_SIZE.observe(len(batch))
+            metrics.LOCK_WAIT.observe((locked or now) - started)
+            if locked is not None:
+                metrics.LOCK_HOLD.observe(now - locked)
         log.info(
             "batch",
             extra={

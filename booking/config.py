@@ -96,6 +96,8 @@ def from_environment(instance_path: str) -> dict:
         # Let webhooks reach loopback and private networks (development only).
         "WEBHOOK_ALLOW_PRIVATE": _bool("WEBHOOK_ALLOW_PRIVATE", False),
         "WORKER_POLL_INTERVAL": _float("WORKER_POLL_INTERVAL", 0.25),
+        # When set, GET /metrics needs "Authorization: Bearer <METRICS_TOKEN>".
+        "METRICS_TOKEN": os.environ.get("METRICS_TOKEN") or None,
         "RATE_LIMIT": os.environ.get("RATE_LIMIT", "100 per 15 minutes"),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_KEY_PREFIX": os.environ.get("RATELIMIT_KEY_PREFIX", "booking"),

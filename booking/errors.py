@@ -6,6 +6,7 @@ from flask import Flask, current_app
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from . import metrics
 from .domain import (
     AlreadyBooked,
     AlreadyOffered,
@@ -46,6 +47,7 @@ _DOMAIN = {
 def refusal(error: BookingError):
     """The problem+json answer to a refusal of the rules."""
     status, slug, title = _DOMAIN[type(error)]
+    metrics.REFUSALS.labels(slug).inc()
     extra = {}
     if isinstance(error, AlreadyWaiting):
         extra["position"] = error.position
@@ -74,7 +76,8 @@ def problem(status: int, title: str, detail: str, slug: str | None = None, **ext
     return response
 
 
-def _unavailable(detail: str):
+def _unavailable(detail: str, cause: str):
+    metrics.UNAVAILABLE.labels(cause).inc()
     response = problem(503, "Service unavailable", detail, "unavailable")
     response.headers["Retry-After"] = RETRY_AFTER_SECONDS
     return response
@@ -112,7 +115,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(LockTimeout)
     def busy(error: LockTimeout):
         log.warning("booking lock timeout: %s", error)
-        return _unavailable("The booking system is busy; retry shortly.")
+        return _unavailable("The booking system is busy; retry shortly.", "lock_timeout")
 
     @app.errorhandler(SQLAlchemyError)
     def database_error(error: SQLAlchemyError):
@@ -124,7 +127,7 @@ def register(app: Flask) -> None:
         # transaction rolled back (or its commit was never acknowledged), so a
         # retry is safe: a repeated booking answers 409, never books twice.
         log.warning("database unavailable: %s", getattr(error, "orig", None) or error)
-        return _unavailable("The database did not answer in time. Retry shortly.")
+        return _unavailable("The database did not answer in time. Retry shortly.", "database")
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):

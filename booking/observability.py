@@ -17,7 +17,7 @@ from logging.handlers import WatchedFileHandler
 from flask import Flask, g, has_request_context, request
 from pythonjsonlogger.json import JsonFormatter
 
-from . import changes
+from . import changes, metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -106,6 +106,11 @@ def init_app(app: Flask) -> None:
             # only on a refusal.
             response.headers.pop("Retry-After", None)
         started = g.get("started")
+        route = request.url_rule.rule if request.url_rule else None
+        if started:
+            metrics.REQUEST_SECONDS.labels(
+                route or "unmatched", request.method, response.status_code
+            ).observe(time.perf_counter() - started)
         log.info(
             "request",
             extra={

@@ -22,7 +22,7 @@ from collections import OrderedDict, deque
 
 from sqlalchemy import Connection
 
-from . import store
+from . import metrics, store
 
 
 class WaitingList:
@@ -75,6 +75,7 @@ class WaitingLists:
         if line is not None and line.version != event.waitlist_version:
             line = self._catch_up(conn, event, line)
         if line is None:
+            metrics.WAITLIST_RELOADS.inc()
             line = WaitingList(event.waitlist_version, store.waiting_rows(conn, event.id))
         self._keep(event.id, line)
         return line

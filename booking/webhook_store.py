@@ -6,7 +6,7 @@ leases and retry times mean the same on every host.
 
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, case, func, or_, select, update
 
 from .models import deliveries, journal, webhooks
 
@@ -154,3 +154,23 @@ def wanted_entries(
 def oldest_enabled_cursor(conn: Connection) -> int | None:
     """How far the slowest enabled webhook got: the journal is kept beyond it."""
     return conn.execute(_OLDEST_ENABLED_CURSOR).scalar_one()
+
+
+_DELIVERY_RESULTS = select(
+    case((deliveries.c.status_code.between(200, 299), "delivered"), else_="failed"),
+    func.count(),
+).group_by(case((deliveries.c.status_code.between(200, 299), "delivered"), else_="failed"))
+
+
+def delivery_results(conn: Connection) -> dict[str, int]:
+    return {result: count for result, count in conn.execute(_DELIVERY_RESULTS)}
+
+
+def oldest_undelivered_at(conn: Connection) -> datetime | None:
+    """When the oldest entry the slowest enabled webhook still waits for was written."""
+    cursor = oldest_enabled_cursor(conn)
+    if cursor is None:
+        return None
+    return conn.execute(
+        select(func.min(journal.c.at)).where(journal.c.entry_id > cursor)
+    ).scalar_one()
