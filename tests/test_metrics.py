@@ -144,3 +144,32 @@ def test_a_metrics_token_is_required_when_set(mysql_database_url, tmp_path):
             response = httpx.get(f"{server.url}/metrics", headers=good)
             assert response.status_code == 200
         assert "booking_outcomes_total" in response.text or "booking_batch_size" in response.text
+
+
+def test_the_grafana_dashboard_plots_only_metrics_the_service_exports(client):
+    """Every metric a panel of deploy/grafana-dashboard.json queries is in a real scrape."""
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads(
+        (Path(__file__).resolve().parent.parent / "deploy" / "grafana-dashboard.json").read_text()
+    )
+    exported = set()
+    for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True)):
+        exported.add(family.name)
+        exported.update(sample.name for sample in family.samples)
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(booking_[a-z_]+)", target["expr"])
+    }
+    assert len(queried) >= 10
+    # A labelled family has no samples until it is used: match the family's name too.
+    missing = {
+        name
+        for name in queried
+        if name not in exported and re.sub(r"_(total|bucket|count|sum)$", "", name) not in exported
+    }
+    assert not missing, missing
