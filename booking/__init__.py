@@ -13,6 +13,7 @@ from . import (
     database,
     errors,
     headers,
+    health,
     locking,
     metrics_api,
     observability,
@@ -49,6 +50,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     api.spec.components.security_scheme("basicAuth", {"type": "http", "scheme": "basic"})
     api.register_blueprint(blp)
     api.register_blueprint(notifications_blp)
+    api.register_blueprint(health.blp)
+    # flask-smorest registers these whether or not anything uses them; nothing here does.
+    for unused in ("Error", "PaginationMetadata"):
+        api.spec.components.schemas.pop(unused, None)
     app.register_blueprint(metrics_api.bp)  # plain Flask: not part of the API's spec
     # marshmallow cannot say it; the spec must, or clients (and fuzzers) send {}.
     api.spec.components.schemas["EventChangeRequest"]["minProperties"] = 1

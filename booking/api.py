@@ -8,7 +8,7 @@ from marshmallow import missing
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import BadRequest
 
-from . import answers, database
+from . import answers
 from .answers import answered, keyed, respond
 from .extensions import admin_auth
 from .responses import (
@@ -18,7 +18,6 @@ from .responses import (
     EventChangedSchema,
     EventSchema,
     EventsPageSchema,
-    HealthSchema,
     ProblemSchema,
     UserBookingsPageSchema,
     UserStateSchema,
@@ -273,19 +272,3 @@ def user_state(event_id, user_id):
 @problems(401, 404, 429, 503)
 def waiting_list(event_id):
     return {"event_id": event_id, "user_ids": service().waiting_list(event_id)}
-
-
-@blp.get("/healthz")
-@blp.response(200, HealthSchema)
-@blp.doc(summary="Liveness: the process serves requests")
-def healthz():
-    return {"status": "ok"}
-
-
-@blp.get("/readyz")
-@blp.response(200, HealthSchema)
-@blp.doc(summary="Readiness: the database answers")
-@problems(503)
-def readyz():
-    database.ping(service().engine)  # a failure becomes 503 problem+json with Retry-After
-    return {"status": "ready"}

@@ -20,5 +20,13 @@ NAMING_CONVENTION = {
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate()
-api = flask_smorest.Api()
+
+
+class Api(flask_smorest.Api):
+    # Every operation documents its own problem+json answers (api.problems); a generic
+    # "default" response would only add flask-smorest's unused Error schema.
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
+
+api = Api()
 admin_auth = HTTPBasicAuth(realm="booking admin")
