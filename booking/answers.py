@@ -41,7 +41,7 @@ def event(state: domain.EventState) -> dict:
 
 
 def location(state: domain.EventState) -> dict:
-    return {"Location": url_for("events.status", event_id=state.event_id)}
+    return {"Location": url_for("events.status", eventId=state.event_id)}
 
 
 def booking(result: domain.Booked | domain.Waitlisted) -> dict:

@@ -25,8 +25,19 @@ from .responses import (
 )
 from .schemas import BookingRequest, EventChangeRequest, InitializeRequest, PageQuery
 
-EVENT_ID = "<int(min=1, max=9223372036854775807):event_id>"
-USER_ID = "<int(min=1, max=9223372036854775807):user_id>"
+# Path parameters are camelCase like the bodies ({eventId}); the views get snake_case.
+EVENT_ID = "<int(min=1, max=9223372036854775807):eventId>"
+USER_ID = "<int(min=1, max=9223372036854775807):userId>"
+SNAKE = {"eventId": "event_id", "userId": "user_id", "webhookId": "webhook_id"}
+
+
+def snake_case_path_values(endpoint, values):
+    """Hand the views their path values under Python's names."""
+    for camel, snake in SNAKE.items():
+        if values and camel in values:
+            values[snake] = values.pop(camel)
+
+
 ADMIN = [{"basicAuth": []}]
 KEYED = [
     {
@@ -95,6 +106,7 @@ class Blueprint(SmorestBlueprint):
 
 
 blp = Blueprint("events", __name__, description="Events, bookings and the waiting list")
+blp.url_value_preprocessor(snake_case_path_values)
 
 
 def service():

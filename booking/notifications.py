@@ -3,7 +3,15 @@ webhook subscriptions with their delivery attempts."""
 
 from flask import current_app, url_for
 
-from .api import ADMIN, EVENT_ID, Blueprint, problems, require_json, service
+from .api import (
+    ADMIN,
+    EVENT_ID,
+    Blueprint,
+    problems,
+    require_json,
+    service,
+    snake_case_path_values,
+)
 from .extensions import admin_auth
 from .notification_schemas import (
     DeliveriesPageSchema,
@@ -15,7 +23,7 @@ from .notification_schemas import (
 )
 from .schemas import PageQuery
 
-WEBHOOK_ID = "<int(min=1, max=9223372036854775807):webhook_id>"
+WEBHOOK_ID = "<int(min=1, max=9223372036854775807):webhookId>"
 
 blp = Blueprint(
     "notifications",
@@ -23,6 +31,7 @@ blp = Blueprint(
     description="The journal of every change, and webhooks that deliver it (admin)",
 )
 blp.before_request(require_json)
+blp.url_value_preprocessor(snake_case_path_values)
 
 
 def webhooks():
@@ -65,7 +74,7 @@ def history(query, event_id):
 @problems(400, 401, 404, 415, 429, 503)
 def create_webhook(body):
     hook = webhooks().create(body["url"], body["event_types"], body["event_id"])
-    location = url_for("notifications.get_webhook", webhook_id=hook.webhook_id)
+    location = url_for("notifications.get_webhook", webhookId=hook.webhook_id)
     return shaped(hook), {"Location": location}
 
 

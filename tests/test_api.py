@@ -421,9 +421,9 @@ def test_openapi_spec_describes_every_route_from_the_schemas(client):
         "/api/events/initialize",
         "/api/events/book",
         "/api/events/cancel",
-        "/api/events/status/{event_id}",
-        "/api/events/{event_id}/users/{user_id}",
-        "/api/events/{event_id}/waiting-list",
+        "/api/events/status/{eventId}",
+        "/api/events/{eventId}/users/{userId}",
+        "/api/events/{eventId}/waiting-list",
     ):
         assert path in paths
     book_schema = spec["components"]["schemas"]["BookingRequest"]

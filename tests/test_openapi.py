@@ -24,3 +24,22 @@ def test_health_checks_have_their_own_tag(client):
         for method, operation in operations.items():
             if method != "parameters":  # the path's own parameters
                 assert operation.get("tags"), (method, path)
+
+
+def test_path_parameters_are_camel_case_like_the_bodies(client):
+    spec = client.get("/api/openapi.json").json
+    names = {
+        parameter["name"]
+        for operations in spec["paths"].values()
+        for operation in operations.values()
+        if isinstance(operation, dict)
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "path"
+    } | {
+        parameter["name"]
+        for operations in spec["paths"].values()
+        for parameter in operations.get("parameters", [])
+        if parameter["in"] == "path"
+    }
+    assert names == {"eventId", "userId", "webhookId"}, names
+    assert "/api/events/{eventId}/users/{userId}" in spec["paths"]
