@@ -1,9 +1,22 @@
 """What the booking rules return and refuse with. No Flask, no SQL."""
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 AUTO, OFFER = "auto", "offer"  # what a freed ticket does: booked for the head, or offered
+
+
+def rfc3339(at: datetime) -> str:
+    """2026-11-30T09:30:56.123Z. A naive time is UTC: the database's columns store it so."""
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def paged(rows: list, limit: int, cursor_of) -> tuple[list, object]:
+    """A page from the `limit + 1` rows read after a cursor: its rows, and the next
+    page's cursor (`cursor_of` its last row), or None when there is no next page."""
+    found = rows[:limit]
+    return found, cursor_of(found[-1]) if len(rows) > limit else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +185,7 @@ class NoOffer(BookingError):
         if lapsed_at is None:
             why = "holds no offer"
         else:
-            why = f"held an offer that lapsed at {lapsed_at:%Y-%m-%dT%H:%M:%SZ}"
+            why = f"held an offer that lapsed at {rfc3339(lapsed_at)}"
         super().__init__(f"User {user_id} {why} for event {event_id}.")
 
 

@@ -18,6 +18,7 @@ from .domain import (
     NoOffer,
     NothingToCancel,
     SalesClosed,
+    rfc3339,
 )
 from .idempotency import KeyInFlight, KeyReused
 from .webhooks import DestinationRefused, WebhookNotFound
@@ -54,7 +55,7 @@ def refusal(error: BookingError):
     if isinstance(error, CapacityBelowHeld):
         extra["held"] = error.held
     if isinstance(error, AlreadyOffered):
-        extra["offerExpiresAt"] = f"{error.expires_at:%Y-%m-%dT%H:%M:%S.%f}"[:-3] + "Z"
+        extra["offerExpiresAt"] = rfc3339(error.expires_at)
     response = problem(status, title, str(error), slug, **extra)
     if isinstance(error, KeyInFlight):
         response.headers["Retry-After"] = "1"

@@ -156,11 +156,6 @@ def as_utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC)
 
 
-def rfc3339(at: datetime) -> str:
-    """2026-11-30T09:30:56.123Z"""
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def purge(conn: Connection, before: datetime, up_to: int, limit: int = 1000) -> int:
     """Delete up to `limit` sequenced rows older than `before` with entry_id <= `up_to`."""
     ids = (

@@ -12,7 +12,6 @@ booked for them at once; in "offer" it is held for them until
 offer_ttl_seconds later, to claim or decline.
 """
 
-from . import journal
 from .batch import Batch, EventView
 from .domain import (
     OFFER,
@@ -32,6 +31,7 @@ from .domain import (
     NothingToCancel,
     SalesClosed,
     Waitlisted,
+    rfc3339,
 )
 
 
@@ -68,16 +68,10 @@ def cancel(tx: Batch, event_id: int, user_id: int) -> Cancelled | DeclinedOffer 
     event = existing(tx.event(event_id), event_id)
     if tx.holds_ticket(event, user_id):
         tx.delete_booking(event, user_id)
-        cancelled = tx.record("booking.cancelled", event_id, user_id)
-        promoted, offered = pass_on_ticket(tx, event, "booking.cancelled", user_id)
-        cancelled.update(promotedUserId=promoted, offeredUserId=offered)
-        return Cancelled(event_id, user_id, promoted, offered)
+        return Cancelled(event_id, user_id, *_freed(tx, event, "booking.cancelled", user_id))
     if tx.offer_of(event, user_id) is not None:
         tx.end_offer(event, user_id)
-        declined = tx.record("offer.declined", event_id, user_id)
-        promoted, offered = pass_on_ticket(tx, event, "offer.declined", user_id)
-        declined.update(promotedUserId=promoted, offeredUserId=offered)
-        return DeclinedOffer(event_id, user_id, promoted, offered)
+        return DeclinedOffer(event_id, user_id, *_freed(tx, event, "offer.declined", user_id))
     if tx.place(event, user_id) is not None:
         tx.leave_waiting_list(event, user_id)
         tx.record("waitlist.left", event_id, user_id)
@@ -104,9 +98,7 @@ def settle_lapsed_offers(tx: Batch) -> None:
     for event in tx.events():
         for user_id in tx.lapsed_offers(event):
             expires_at = tx.end_offer(event, user_id, lapsed=True)
-            lapsed = tx.record("offer.expired", event.id, user_id, expiresAt=_stamp(expires_at))
-            promoted, offered = pass_on_ticket(tx, event, "offer.expired", user_id)
-            lapsed.update(promotedUserId=promoted, offeredUserId=offered)
+            _freed(tx, event, "offer.expired", user_id, expiresAt=rfc3339(expires_at))
 
 
 def change_event(
@@ -162,6 +154,15 @@ def change_event(
     return EventChanged(EventState.of(event), promoted, offered)
 
 
+def _freed(tx: Batch, event: EventView, cause: str, user_id: int, **data):
+    """Journal the fact `cause` that freed a ticket, pass the ticket on, and note in the
+    fact where it went: (promoted user, offered user)."""
+    fact = tx.record(cause, event.id, user_id, **data)
+    promoted, offered = pass_on_ticket(tx, event, cause, user_id)
+    fact.update(promotedUserId=promoted, offeredUserId=offered)
+    return promoted, offered
+
+
 def pass_on_ticket(
     tx: Batch, event: EventView, cause: str, cause_user_id: int | None
 ) -> tuple[int | None, int | None]:
@@ -176,7 +177,7 @@ def pass_on_ticket(
     why = {"cause": cause, "causeUserId": cause_user_id}
     if event.waitlist_mode == OFFER:
         expires_at = tx.add_offer(event, head, seq)
-        tx.record("offer.created", event.id, head, expiresAt=_stamp(expires_at), **why)
+        tx.record("offer.created", event.id, head, expiresAt=rfc3339(expires_at), **why)
         return None, head
     tx.add_booking(event, head)
     tx.record("booking.promoted", event.id, head, **why)
@@ -187,7 +188,3 @@ def existing(event, event_id: int):
     if event is None:
         raise EventNotFound(event_id)
     return event
-
-
-def _stamp(at) -> str:
-    return journal.rfc3339(journal.as_utc(at))

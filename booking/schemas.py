@@ -2,9 +2,10 @@
 (the answers' schemas are in responses.py)."""
 
 import re
-from datetime import UTC
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from .domain import rfc3339
 
 MAX_ID = 2**63 - 1  # the database's BIGINT
 MAX_TICKETS = 1_000_000
@@ -85,10 +86,7 @@ class Rfc3339(fields.DateTime):
     """A UTC instant as RFC 3339 with milliseconds and a Z."""
 
     def _serialize(self, value, attr, obj, **kwargs):
-        if value is None:
-            return None
-        value = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return None if value is None else rfc3339(value)
 
 
 MODES = ["auto", "offer"]

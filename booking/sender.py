@@ -16,6 +16,7 @@ import urllib3
 from standardwebhooks.webhooks import Webhook
 
 from . import destinations, journal
+from .domain import rfc3339
 
 TIMEOUT_SECONDS = 5.0
 KEPT_BODY_BYTES = 1024
@@ -47,7 +48,7 @@ def body(row) -> str:
         "userId": entry["user_id"],
         **entry["data"],
     }
-    payload = {"type": entry["type"], "timestamp": journal.rfc3339(entry["at"]), "data": data}
+    payload = {"type": entry["type"], "timestamp": rfc3339(entry["at"]), "data": data}
     return json.dumps(payload, separators=(",", ":"))
 
 

@@ -18,6 +18,7 @@ from .domain import (
     UserBookingsPage,
     UserState,
     Waitlisted,
+    paged,
 )
 from .idempotency import Key
 from .locking import BookingLock
@@ -75,13 +76,13 @@ class BookingService:
     def events(self, after_id: int, limit: int) -> EventsPage:
         with self.engine.connect() as conn:
             rows = store.events_after(conn, after_id, limit + 1)  # one more: is there a next page?
-        found = [EventState.of(row) for row in rows[:limit]]
-        return EventsPage(found, found[-1].event_id if len(rows) > limit else None)
+        rows, next_after = paged(rows, limit, lambda row: row.id)
+        return EventsPage([EventState.of(row) for row in rows], next_after)
 
     def user_bookings(self, user_id: int, after_id: int, limit: int) -> UserBookingsPage:
         with self.engine.connect() as conn:
             rows = store.user_holdings(conn, user_id, after_id, limit + 1)
-            more, rows = len(rows) > limit, rows[:limit]
+            rows, next_after = paged(rows, limit, lambda row: row[0])
             found = []
             for event_id, name, seq, expires_at in rows:
                 if expires_at is not None:
@@ -91,7 +92,7 @@ class BookingService:
                     found.append(UserBooking(event_id, name, "waitlisted", position))
                 else:
                     found.append(UserBooking(event_id, name, "booked"))
-        return UserBookingsPage(user_id, found, found[-1].event_id if more else None)
+        return UserBookingsPage(user_id, found, next_after)
 
     def user_state(self, event_id: int, user_id: int) -> UserState:
         # One connection, one transaction: the reads share a snapshot.
@@ -114,8 +115,7 @@ class BookingService:
         with self.engine.connect() as conn:
             existing(store.event(conn, event_id), event_id)
             entries = journal.event_history(conn, event_id, after, limit + 1)
-        found = entries[:limit]
-        return found, found[-1]["entry_id"] if len(entries) > limit else None
+        return paged(entries, limit, lambda entry: entry["entry_id"])
 
     def waiting_list(self, event_id: int) -> list[int]:
         """The line in order, from this process's copy once it is made current."""

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import Engine, Row
 
 from . import destinations, journal, store, webhook_store
-from .domain import BookingError, EventNotFound
+from .domain import BookingError, EventNotFound, paged
 
 ALL_TYPES = "*"
 
@@ -106,8 +106,8 @@ class Webhooks:
     def page(self, after: int, limit: int) -> tuple[list[WebhookView], int | None]:
         with self.engine.connect() as conn:
             rows = webhook_store.page(conn, after, limit + 1)
-        found = [WebhookView.of(row) for row in rows[:limit]]
-        return found, found[-1].webhook_id if len(rows) > limit else None
+        rows, next_after = paged(rows, limit, lambda row: row.id)
+        return [WebhookView.of(row) for row in rows], next_after
 
     def delete(self, webhook_id: int) -> None:
         """Gone with its attempts; a worker sending for it stops after the attempt at hand."""
@@ -120,6 +120,7 @@ class Webhooks:
             if webhook_store.get(conn, webhook_id) is None:
                 raise WebhookNotFound(webhook_id)
             rows = webhook_store.attempts(conn, webhook_id, after, limit + 1)
+        rows, next_after = paged(rows, limit, lambda row: row.id)
         found = [
             {
                 "entry_id": row.entry_id,
@@ -129,6 +130,6 @@ class Webhooks:
                 "error": row.error,
                 "duration_ms": row.duration_ms,
             }
-            for row in rows[:limit]
+            for row in rows
         ]
-        return found, rows[limit - 1].id if len(rows) > limit else None
+        return found, next_after
