@@ -1,16 +1,11 @@
 """The HTTP face: parse, call the booking rules, shape the response."""
 
-import json
-
 from flask import abort, current_app, request
-from flask_smorest import Blueprint as SmorestBlueprint
-from marshmallow import missing
-from webargs.flaskparser import FlaskParser, is_json_request
-from werkzeug.exceptions import BadRequest
 
-from . import answers
+from . import answers, examples
 from .answers import answered, keyed, respond
 from .extensions import admin_auth
+from .parsing import Blueprint
 from .responses import (
     BookingResult,
     CancelResult,
@@ -31,6 +26,14 @@ USER_ID = "<int(min=1, max=9223372036854775807):userId>"
 SNAKE = {"eventId": "event_id", "userId": "user_id", "webhookId": "webhook_id"}
 
 
+def path_parameter(name: str, description: str, example: int) -> dict:
+    return {"in": "path", "name": name, "description": description, "example": example}
+
+
+EVENT = path_parameter("eventId", "The event's id, as initialize answered it", examples.EVENT_ID)
+USER = path_parameter("userId", "The user's id in your own system", examples.USER_ID)
+
+
 def snake_case_path_values(endpoint, values):
     """Hand the views their path values under Python's names."""
     for camel, snake in SNAKE.items():
@@ -47,62 +50,10 @@ KEYED = [
         "description": "Retry safely: the same key and body again get the first answer"
         " (Idempotent-Replayed: true); another body is 422. Kept for IDEMPOTENCY_TTL.",
         "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+        "example": examples.IDEMPOTENCY_KEY,
     }
 ]
 PROBLEM = "application/problem+json"
-
-
-def _no_duplicate_keys(pairs):
-    keys = [key for key, _ in pairs]
-    if len(keys) != len(set(keys)):
-        # Which value would win differs between parsers; refuse to guess.
-        raise ValueError("an object repeats a key")
-    return dict(pairs)
-
-
-def _no_constant(name):
-    raise ValueError(f"{name} is not JSON")
-
-
-def strict_json(body: bytes):
-    """Parse a body as strict JSON: no repeated keys, NaN or Infinity; any failure is a 400."""
-    try:
-        return json.loads(
-            body.decode("utf-8"),
-            object_pairs_hook=_no_duplicate_keys,
-            parse_constant=_no_constant,
-        )
-    except json.JSONDecodeError as error:
-        if not error.doc:
-            raise  # an empty body: webargs reports the missing fields
-        raise BadRequest(f"The body is not valid JSON: {error.msg}.") from None
-    except (ValueError, RecursionError) as error:
-        # UnicodeDecodeError, repeated keys, NaN, integers of over 4300 digits, deep nesting
-        if isinstance(error, RecursionError):
-            reason = "nested too deeply"
-        elif "digits" in str(error):
-            reason = "a number has too many digits"
-        else:
-            reason = str(error)
-        raise BadRequest(f"The body is not valid JSON: {reason}.") from None
-
-
-class Parser(FlaskParser):
-    DEFAULT_VALIDATION_STATUS = 400  # webargs says 422; our contract says 400
-
-    def _raw_load_json(self, req):
-        if not is_json_request(req):
-            return missing
-        body = req.get_data(cache=True)
-        if req.content_length is not None and len(body) != req.content_length:
-            # gunicorn hands over what came before the client hung up; a cut body
-            # may still parse (a complete object) but was not what was sent.
-            raise BadRequest("The body is shorter than its Content-Length.")
-        return strict_json(body)
-
-
-class Blueprint(SmorestBlueprint):
-    ARGUMENTS_PARSER = Parser()
 
 
 blp = Blueprint("events", __name__, description="Events, bookings and the waiting list")
@@ -118,7 +69,10 @@ def problems(*statuses):
 
     def decorate(view):
         for status in statuses:
-            view = blp.alt_response(status, schema=ProblemSchema, content_type=PROBLEM)(view)
+            example = examples.PROBLEMS[status]
+            view = blp.alt_response(
+                status, schema=ProblemSchema, content_type=PROBLEM, example=example
+            )(view)
         return view
 
     return decorate
@@ -134,8 +88,8 @@ def require_json():
 
 @blp.post("/api/events/initialize")
 @admin_auth.login_required
-@blp.arguments(InitializeRequest)
-@blp.response(201, EventSchema)
+@blp.arguments(InitializeRequest, example=examples.INITIALIZE)
+@blp.response(201, EventSchema, example=examples.INITIALIZED)
 @blp.doc(
     security=ADMIN,
     parameters=KEYED,
@@ -155,8 +109,8 @@ def initialize(body):
 
 
 @blp.post("/api/events/book")
-@blp.arguments(BookingRequest)
-@blp.response(201, BookingResult)
+@blp.arguments(BookingRequest, example=examples.BOOK)
+@blp.response(201, BookingResult, example=examples.BOOKED)
 @blp.doc(parameters=KEYED, summary="Book a ticket, or join the waiting list when sold out")
 @problems(400, 404, 409, 415, 422, 429, 503)
 def book(body):
@@ -165,68 +119,18 @@ def book(body):
     return respond(result, key, answers.booking)
 
 
-@blp.post("/api/events/cancel")
-@blp.arguments(BookingRequest)
-@blp.response(200, CancelResult)
-@blp.doc(
-    parameters=KEYED,
-    summary="Cancel a ticket (the next in line gets or is offered it), decline an offer,"
-    " or leave the waiting list",
-)
-@problems(400, 404, 409, 415, 422, 429, 503)
-def cancel(body):
-    key = keyed(answered(200, CancelResult))
-    result = service().cancel(body["event_id"], body["user_id"], key)
-    return respond(result, key, answers.cancellation)
-
-
-@blp.post("/api/events/claim")
-@blp.arguments(BookingRequest)
-@blp.response(201, ClaimResult)
-@blp.doc(
-    parameters=KEYED,
-    summary="Claim the ticket offered to you (offer mode), before the offer lapses",
-)
-@problems(400, 404, 409, 415, 422, 429, 503)
-def claim(body):
-    key = keyed(answered(201, ClaimResult))
-    result = service().claim(body["event_id"], body["user_id"], key)
-    return respond(result, key, answers.claimed)
-
-
-@blp.get(f"/api/events/status/{EVENT_ID}")
-@blp.response(200, EventSchema)
-@blp.doc(summary="Tickets left and waiting-list length")
-@problems(404, 429, 503)
-def status(event_id):
-    return answers.event(service().status(event_id))
-
-
-@blp.get("/api/events")
-@blp.arguments(PageQuery, location="query")
-@blp.response(200, EventsPageSchema)
-@blp.doc(summary="Events in ascending id order, a page at a time (keyset cursor)")
-@problems(400, 429, 503)
-def list_events(query):
-    page = service().events(query["cursor"], query["limit"])
-    return {
-        "events": [answers.event(state) for state in page.events],
-        "next_after": page.next_after,
-    }
-
-
-@blp.get(f"/api/events/{EVENT_ID}")
-@blp.response(200, EventSchema)
+@blp.get(f"/api/events/{EVENT_ID}", parameters=[EVENT])
+@blp.response(200, EventSchema, example=examples.EVENT)
 @blp.doc(summary="One event")
 @problems(404, 429, 503)
 def get_event(event_id):
     return answers.event(service().status(event_id))
 
 
-@blp.route(f"/api/events/{EVENT_ID}", methods=["PATCH"])
+@blp.route(f"/api/events/{EVENT_ID}", methods=["PATCH"], parameters=[EVENT])
 @admin_auth.login_required
-@blp.arguments(EventChangeRequest)
-@blp.response(200, EventChangedSchema)
+@blp.arguments(EventChangeRequest, example=examples.CHANGE)
+@blp.response(200, EventChangedSchema, example=examples.CHANGED)
 @blp.doc(
     security=ADMIN,
     parameters=KEYED,
@@ -247,9 +151,58 @@ def change_event(body, event_id):
     return respond(changed, key, answers.changed)
 
 
-@blp.get(f"/api/users/{USER_ID}/bookings")
+@blp.post("/api/events/claim")
+@blp.arguments(BookingRequest, example=examples.BOOK)
+@blp.response(201, ClaimResult, example=examples.CLAIMED)
+@blp.doc(
+    parameters=KEYED,
+    summary="Claim the ticket offered to you (offer mode), before the offer lapses",
+)
+@problems(400, 404, 409, 415, 422, 429, 503)
+def claim(body):
+    key = keyed(answered(201, ClaimResult))
+    result = service().claim(body["event_id"], body["user_id"], key)
+    return respond(result, key, answers.claimed)
+
+
+@blp.get(f"/api/events/status/{EVENT_ID}", parameters=[EVENT])
+@blp.response(200, EventSchema, example=examples.SOLD_OUT)
+@blp.doc(summary="Tickets left and waiting-list length")
+@problems(404, 429, 503)
+def status(event_id):
+    return answers.event(service().status(event_id))
+
+
+@blp.get("/api/events")
 @blp.arguments(PageQuery, location="query")
-@blp.response(200, UserBookingsPageSchema)
+@blp.response(200, EventsPageSchema, example=examples.EVENTS_PAGE)
+@blp.doc(summary="Events in ascending id order, a page at a time (keyset cursor)")
+@problems(400, 429, 503)
+def list_events(query):
+    page = service().events(query["cursor"], query["limit"])
+    return {
+        "events": [answers.event(state) for state in page.events],
+        "next_after": page.next_after,
+    }
+
+
+@blp.get(f"/api/events/{EVENT_ID}/users/{USER_ID}", parameters=[EVENT, USER])
+@blp.response(200, UserStateSchema, example=examples.USER_STATE)
+@blp.doc(summary="Whether a user is booked, waiting (and where), or neither")
+@problems(404, 429, 503)
+def user_state(event_id, user_id):
+    state = service().user_state(event_id, user_id)
+    shaped = {"event_id": event_id, "user_id": user_id, "status": state.status}
+    if state.position is not None:
+        shaped["position"] = state.position
+    if state.offer_expires_at is not None:
+        shaped["offer_expires_at"] = state.offer_expires_at
+    return shaped
+
+
+@blp.get(f"/api/users/{USER_ID}/bookings", parameters=[USER])
+@blp.arguments(PageQuery, location="query")
+@blp.response(200, UserBookingsPageSchema, example=examples.USER_BOOKINGS)
 @blp.doc(summary="A user's tickets and places in line, in ascending eventId, a page at a time")
 @problems(400, 404, 429, 503)
 def user_bookings(query, user_id):
@@ -263,24 +216,25 @@ def user_bookings(query, user_id):
     return {"user_id": user_id, "bookings": bookings, "next_after": page.next_after}
 
 
-@blp.get(f"/api/events/{EVENT_ID}/users/{USER_ID}")
-@blp.response(200, UserStateSchema)
-@blp.doc(summary="Whether a user is booked, waiting (and where), or neither")
-@problems(404, 429, 503)
-def user_state(event_id, user_id):
-    state = service().user_state(event_id, user_id)
-    shaped = {"event_id": event_id, "user_id": user_id, "status": state.status}
-    if state.position is not None:
-        shaped["position"] = state.position
-    if state.offer_expires_at is not None:
-        shaped["offer_expires_at"] = state.offer_expires_at
-    return shaped
-
-
-@blp.get(f"/api/events/{EVENT_ID}/waiting-list")
+@blp.get(f"/api/events/{EVENT_ID}/waiting-list", parameters=[EVENT])
 @admin_auth.login_required
-@blp.response(200, WaitingListSchema)
+@blp.response(200, WaitingListSchema, example=examples.WAITING_LIST)
 @blp.doc(security=ADMIN, summary="The waiting list in order (admin)")
 @problems(401, 404, 429, 503)
 def waiting_list(event_id):
     return {"event_id": event_id, "user_ids": service().waiting_list(event_id)}
+
+
+@blp.post("/api/events/cancel")
+@blp.arguments(BookingRequest, example=examples.BOOK)
+@blp.response(200, CancelResult, example=examples.CANCELLED)
+@blp.doc(
+    parameters=KEYED,
+    summary="Cancel a ticket (the next in line gets or is offered it), decline an offer,"
+    " or leave the waiting list",
+)
+@problems(400, 404, 409, 415, 422, 429, 503)
+def cancel(body):
+    key = keyed(answered(200, CancelResult))
+    result = service().cancel(body["event_id"], body["user_id"], key)
+    return respond(result, key, answers.cancellation)

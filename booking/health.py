@@ -1,21 +1,22 @@
 """Liveness and readiness, for load balancers and orchestrators; their own tag in the spec."""
 
-from . import database
-from .api import Blueprint, problems, service
+from . import database, examples
+from .api import problems, service
+from .parsing import Blueprint
 from .responses import HealthSchema
 
 blp = Blueprint("health", __name__, description="Liveness and readiness (no auth, never limited)")
 
 
 @blp.get("/healthz")
-@blp.response(200, HealthSchema)
+@blp.response(200, HealthSchema, example=examples.HEALTHY)
 @blp.doc(summary="Liveness: the process serves requests")
 def healthz():
     return {"status": "ok"}
 
 
 @blp.get("/readyz")
-@blp.response(200, HealthSchema)
+@blp.response(200, HealthSchema, example=examples.READY)
 @blp.doc(summary="Readiness: the database answers")
 @problems(503)
 def readyz():

@@ -3,10 +3,12 @@ webhook subscriptions with their delivery attempts."""
 
 from flask import current_app, url_for
 
+from . import examples
 from .api import (
     ADMIN,
+    EVENT,
     EVENT_ID,
-    Blueprint,
+    path_parameter,
     problems,
     require_json,
     service,
@@ -21,9 +23,13 @@ from .notification_schemas import (
     WebhookSchema,
     WebhooksPageSchema,
 )
+from .parsing import Blueprint
 from .schemas import PageQuery
 
 WEBHOOK_ID = "<int(min=1, max=9223372036854775807):webhookId>"
+WEBHOOK = path_parameter(
+    "webhookId", "The webhook's id, as its creation answered it", examples.WEBHOOK_ID
+)
 
 blp = Blueprint(
     "notifications",
@@ -52,10 +58,10 @@ def shaped(hook) -> dict:
     }
 
 
-@blp.get(f"/api/events/{EVENT_ID}/history")
+@blp.get(f"/api/events/{EVENT_ID}/history", parameters=[EVENT])
 @admin_auth.login_required
 @blp.arguments(PageQuery, location="query")
-@blp.response(200, HistoryPageSchema)
+@blp.response(200, HistoryPageSchema, example=examples.HISTORY)
 @blp.doc(security=ADMIN, summary="The event's journal in commit order, a page at a time (admin)")
 @problems(400, 401, 404, 429, 503)
 def history(query, event_id):
@@ -65,8 +71,8 @@ def history(query, event_id):
 
 @blp.post("/api/webhooks")
 @admin_auth.login_required
-@blp.arguments(WebhookRequest)
-@blp.response(201, WebhookCreatedSchema)
+@blp.arguments(WebhookRequest, example=examples.SUBSCRIBE)
+@blp.response(201, WebhookCreatedSchema, example=examples.SUBSCRIBED)
 @blp.doc(
     security=ADMIN,
     summary="Subscribe a URL to journal entries, signed per Standard Webhooks (admin)",
@@ -81,7 +87,7 @@ def create_webhook(body):
 @blp.get("/api/webhooks")
 @admin_auth.login_required
 @blp.arguments(PageQuery, location="query")
-@blp.response(200, WebhooksPageSchema)
+@blp.response(200, WebhooksPageSchema, example=examples.WEBHOOKS_PAGE)
 @blp.doc(security=ADMIN, summary="Webhooks in id order, a page at a time (admin)")
 @problems(400, 401, 429, 503)
 def list_webhooks(query):
@@ -89,30 +95,30 @@ def list_webhooks(query):
     return {"webhooks": [shaped(hook) for hook in found], "next_after": next_after}
 
 
-@blp.get(f"/api/webhooks/{WEBHOOK_ID}")
+@blp.get(f"/api/webhooks/{WEBHOOK_ID}/deliveries", parameters=[WEBHOOK])
 @admin_auth.login_required
-@blp.response(200, WebhookSchema)
+@blp.arguments(PageQuery, location="query")
+@blp.response(200, DeliveriesPageSchema, example=examples.DELIVERIES_PAGE)
+@blp.doc(security=ADMIN, summary="Every delivery attempt, oldest first (admin)")
+@problems(400, 401, 404, 429, 503)
+def deliveries(query, webhook_id):
+    found, next_after = webhooks().attempts(webhook_id, query["cursor"], query["limit"])
+    return {"webhook_id": webhook_id, "deliveries": found, "next_after": next_after}
+
+
+@blp.get(f"/api/webhooks/{WEBHOOK_ID}", parameters=[WEBHOOK])
+@admin_auth.login_required
+@blp.response(200, WebhookSchema, example=examples.WEBHOOK)
 @blp.doc(security=ADMIN, summary="One webhook, without its secret (admin)")
 @problems(401, 404, 429, 503)
 def get_webhook(webhook_id):
     return shaped(webhooks().get(webhook_id))
 
 
-@blp.route(f"/api/webhooks/{WEBHOOK_ID}", methods=["DELETE"])
+@blp.route(f"/api/webhooks/{WEBHOOK_ID}", methods=["DELETE"], parameters=[WEBHOOK])
 @admin_auth.login_required
 @blp.response(204)
 @blp.doc(security=ADMIN, summary="Stop and remove a webhook and its attempts (admin)")
 @problems(401, 404, 405, 429, 503)
 def delete_webhook(webhook_id):
     webhooks().delete(webhook_id)
-
-
-@blp.get(f"/api/webhooks/{WEBHOOK_ID}/deliveries")
-@admin_auth.login_required
-@blp.arguments(PageQuery, location="query")
-@blp.response(200, DeliveriesPageSchema)
-@blp.doc(security=ADMIN, summary="Every delivery attempt, oldest first (admin)")
-@problems(400, 401, 404, 429, 503)
-def deliveries(query, webhook_id):
-    found, next_after = webhooks().attempts(webhook_id, query["cursor"], query["limit"])
-    return {"webhook_id": webhook_id, "deliveries": found, "next_after": next_after}

@@ -177,7 +177,10 @@ class PageQuery(StrictSchema):
     )
     cursor = Cursor(
         load_default=0,
-        metadata={"description": "nextCursor of the previous page; omit for the first"},
+        metadata={
+            "description": "nextCursor of the previous page; omit (or send 0) for the first",
+            "example": "0",
+        },
     )
 
 

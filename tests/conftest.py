@@ -72,6 +72,22 @@ def mysql_database_url():
     admin_engine.dispose()
 
 
+@pytest.fixture
+def fresh_mysql_url(mysql_database_url):
+    """A database of its own, migrated and empty (ids start at 1), dropped afterwards."""
+    server = sa.make_url(mysql_database_url)
+    name = f"booking_fresh_{uuid.uuid4().hex[:8]}"
+    admin_engine = sa.create_engine(server)
+    with admin_engine.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    url = server.set(database=name).render_as_string(hide_password=False)
+    migrate(url)
+    yield url
+    with admin_engine.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+    admin_engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def sqlite_database_url(tmp_path_factory):
     url = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "booking.sqlite3")

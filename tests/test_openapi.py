@@ -43,3 +43,51 @@ def test_path_parameters_are_camel_case_like_the_bodies(client):
     }
     assert names == {"eventId", "userId", "webhookId"}, names
     assert "/api/events/{eventId}/users/{userId}" in spec["paths"]
+
+
+def inline(node, schemas: dict):
+    """A schema with its $refs replaced by what they name, as JSON Schema: OpenAPI 3.0's
+    `nullable: true` becomes a null type."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return inline(schemas[node["$ref"].rsplit("/", 1)[1]], schemas)
+        found = {key: inline(value, schemas) for key, value in node.items() if key != "nullable"}
+        if node.get("nullable") and "type" in node:
+            found["type"] = [node["type"], "null"]
+        return found
+    if isinstance(node, list):
+        return [inline(value, schemas) for value in node]
+    return node
+
+
+def test_every_parameter_body_and_answer_has_an_example_that_fits_its_schema(client):
+    """What client tools generate requests and sample answers from (docs/postman.md)."""
+    import jsonschema_rs
+
+    spec = client.get("/api/openapi.json").json
+    schemas = spec["components"]["schemas"]
+    checked = 0
+    for path, operations in spec["paths"].items():
+        for parameter in operations.get("parameters", []):
+            assert "example" in parameter, (path, parameter["name"])
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            where = f"{method.upper()} {path}"
+            for parameter in operation.get("parameters", []):
+                schema = inline(parameter["schema"], schemas)
+                example = parameter.get("example", schema.get("example"))
+                assert example is not None, (where, parameter["name"])
+                jsonschema_rs.validate(schema, example)
+            contents = [operation["requestBody"]["content"]] if "requestBody" in operation else []
+            contents += [
+                answer["content"]
+                for answer in operation["responses"].values()
+                if "content" in answer
+            ]
+            for content in contents:
+                for media in content.values():
+                    assert "example" in media, where
+                    jsonschema_rs.validate(inline(media["schema"], schemas), media["example"])
+                    checked += 1
+    assert checked > 100
