@@ -6,6 +6,7 @@ userId, outcome, promotedUserId) rides on its request's line, set by the
 blueprint with `note()`: one line per request keeps logging off the hot path.
 """
 
+import functools
 import logging
 import os
 import re
@@ -85,6 +86,13 @@ def note(**fields) -> None:
     g.log_fields = {**g.get("log_fields", {}), **fields}
 
 
+@functools.cache
+def route_template(rule: str) -> str:
+    """A route as the spec writes it, /api/events/{eventId}: the label metrics and logs
+    group by, without the converter's text (<int(min=1, ...):eventId>)."""
+    return re.sub(r"<(?:[^<>:]+:)?(\w+)>", r"{\1}", rule)
+
+
 def init_app(app: Flask) -> None:
     configure_logging(app)
 
@@ -106,7 +114,7 @@ def init_app(app: Flask) -> None:
             # only on a refusal.
             response.headers.pop("Retry-After", None)
         started = g.get("started")
-        route = request.url_rule.rule if request.url_rule else None
+        route = route_template(request.url_rule.rule) if request.url_rule else None
         if started:
             metrics.REQUEST_SECONDS.labels(
                 route or "unmatched", request.method, response.status_code
@@ -115,7 +123,7 @@ def init_app(app: Flask) -> None:
             "request",
             extra={
                 "method": request.method,
-                "route": request.url_rule.rule if request.url_rule else None,
+                "route": route,
                 "path": request.path,
                 "status": response.status_code,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3)

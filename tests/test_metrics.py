@@ -60,6 +60,18 @@ def test_metrics_in_one_process(client, admin):
     assert ("booking_journal_oldest_undelivered_seconds", ()) in after
 
 
+def test_requests_are_labelled_by_route_as_the_spec_writes_it(client):
+    client.get("/api/events/status/77")
+    client.get("/api/events/77/users/5")
+    routes = {
+        dict(labels)["route"]
+        for (name, labels) in samples(client.get("/metrics").get_data(as_text=True))
+        if name == "booking_http_request_duration_seconds_count"
+    }
+    assert {"/api/events/status/{eventId}", "/api/events/{eventId}/users/{userId}"} <= routes
+    assert not [route for route in routes if "<" in route], routes
+
+
 @pytest.mark.mariadb
 def test_one_scrape_counts_every_worker_and_survives_a_killed_one(mysql_database_url, tmp_path):
     wipe(mysql_database_url)
