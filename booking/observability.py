@@ -18,7 +18,7 @@ from logging.handlers import WatchedFileHandler
 from flask import Flask, g, has_request_context, request
 from pythonjsonlogger.json import JsonFormatter
 
-from . import changes, metrics
+from . import change_queue, metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -101,7 +101,7 @@ def init_app(app: Flask) -> None:
         g.started = time.perf_counter()
         offered = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = offered if _SANE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
-        changes.request_id.set(g.request_id)  # so a batch's log line can name its requests
+        change_queue.request_id.set(g.request_id)  # so a batch's log line can name its requests
 
     @app.after_request
     def finish_request(response):
