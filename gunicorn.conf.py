@@ -13,7 +13,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Threads (gthread workers): requests of one process wait at the booking lock
 # together, so the thread holding it commits them all in one transaction (group
 # commit). 2 processes x 16 threads measured best for bookings on 2 cores; see
-# the README's performance section.
+# docs/performance.md.
 threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 # A gthread worker accepts connections until it holds this many; without a cap
 # one worker can take every keep-alive connection and leave the others idle

@@ -1,7 +1,7 @@
 """Does a failed admin login take as long for an unknown user as for a wrong password?
 
 Measured in-process through the Flask test client (no network noise), with the
-password configured as a werkzeug hash, as the README recommends, and as plain
+password configured as a werkzeug hash, as docs/configuration.md recommends, and as plain
 text. Requests alternate between the two cases so machine noise hits both.
 """
 
