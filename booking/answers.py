@@ -132,16 +132,18 @@ def keyed(render) -> Key | None:
     return Key(key, scope, fingerprint(request.get_json()), ttl, render)
 
 
-def answered(status: int, schema, headers=None):
+def answered(status: int, schema, headers=None, shape=None):
     """How a keyed change's result or refusal is answered: exactly what flask-smorest
-    (the schema's dump as JSON) or the refusal's handler would send without a key."""
+    (the schema's dump as JSON) or the refusal's handler would send without a key.
+    `shape` turns the result into the schema's input (default: by its type)."""
 
     def render(result, refusal: domain.BookingError | None) -> Answer:
         if refusal is not None:
             response = errors.refusal(refusal)
             extra = {}
         else:
-            response = current_app.json.response(schema().dump(_SHAPES[type(result)](result)))
+            shaped = (shape or _SHAPES[type(result)])(result)
+            response = current_app.json.response(schema().dump(shaped))
             response.status_code = status
             extra = headers(result) if headers else {}
         body = response.get_data(as_text=True)

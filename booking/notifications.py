@@ -4,10 +4,12 @@ webhook subscriptions with their delivery attempts."""
 from flask import current_app, url_for
 
 from . import examples
+from .answers import answered, keyed, respond
 from .api import (
     ADMIN,
     EVENT,
     EVENT_ID,
+    KEYED,
     path_parameter,
     problems,
     require_json,
@@ -44,6 +46,10 @@ def webhooks():
     return current_app.extensions["webhooks"]
 
 
+def location(hook) -> dict:
+    return {"Location": url_for("notifications.get_webhook", webhookId=hook.webhook_id)}
+
+
 def shaped(hook) -> dict:
     return {
         "webhook_id": hook.webhook_id,
@@ -75,13 +81,14 @@ def history(query, event_id):
 @blp.response(201, WebhookCreatedSchema, example=examples.SUBSCRIBED)
 @blp.doc(
     security=ADMIN,
+    parameters=KEYED,
     summary="Subscribe a URL to journal entries, signed per Standard Webhooks (admin)",
 )
-@problems(400, 401, 404, 415, 429, 503)
+@problems(400, 401, 404, 415, 422, 429, 503)
 def create_webhook(body):
-    hook = webhooks().create(body["url"], body["event_types"], body["event_id"])
-    location = url_for("notifications.get_webhook", webhookId=hook.webhook_id)
-    return shaped(hook), {"Location": location}
+    key = keyed(answered(201, WebhookCreatedSchema, headers=location, shape=shaped))
+    created = webhooks().create(body["url"], body["event_types"], body["event_id"], key)
+    return respond(created, key, lambda hook: (shaped(hook), location(hook)))
 
 
 @blp.get("/api/webhooks")

@@ -10,10 +10,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, Row
+from sqlalchemy import Connection, Engine, Row
+from sqlalchemy.exc import IntegrityError
 
 from . import destinations, journal, store, webhook_store
+from .batch_answers import BatchAnswers
 from .domain import BookingError, EventNotFound, paged
+from .idempotency import Answer, Key, idempotent
 
 ALL_TYPES = "*"
 
@@ -65,36 +68,69 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+class _Transaction:
+    """What idempotent() needs of a transaction: its connection and its keys' answers."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.answers = BatchAnswers(conn)
+
+
 class Webhooks:
     def __init__(self, engine: Engine, allow_private: bool):
         self.engine = engine
         self.allow_private = allow_private
 
-    def create(self, url: str, event_types: list[str], event_id: int | None) -> WebhookView:
+    def create(
+        self, url: str, event_types: list[str], event_id: int | None, key: Key | None = None
+    ) -> "WebhookView | Answer":
+        """A new webhook; with an Idempotency-Key, its Answer, stored with it in one
+        transaction, so a retried create gets the first webhook back, never a second."""
+        types = [ALL_TYPES] if ALL_TYPES in event_types else sorted(set(event_types))
+
+        def rule(tx: _Transaction) -> WebhookView:
+            return self._insert(tx.conn, url, types, event_id)
+
+        # What is committed gets its entry id first, so the webhook starts exactly here.
+        journal.sequence(self.engine)
+        try:
+            return self._run(rule, key)
+        except IntegrityError:
+            if key is None:
+                raise
+            # Another process stored this key's answer first: now it is there to replay.
+            return self._run(rule, key)
+
+    def _run(self, rule, key: Key | None):
+        with self.engine.begin() as conn:
+            tx = _Transaction(conn)
+            if key is None:
+                return rule(tx)
+            tx.answers.load([key])
+            answer = idempotent(key, rule)(tx)
+            tx.answers.write()
+            return answer
+
+    def _insert(self, conn, url: str, types: list[str], event_id: int | None) -> WebhookView:
         try:
             destinations.check(url, self.allow_private)
         except destinations.RefusedDestination as refused:
             raise DestinationRefused(str(refused)) from None
-        types = [ALL_TYPES] if ALL_TYPES in event_types else sorted(set(event_types))
+        if event_id is not None and store.event(conn, event_id) is None:
+            raise EventNotFound(event_id)
         secret = new_secret()
-        # What is committed gets its entry id first, so the webhook starts exactly here.
-        journal.sequence(self.engine)
-        with self.engine.begin() as conn:
-            if event_id is not None and store.event(conn, event_id) is None:
-                raise EventNotFound(event_id)
-            webhook_id = webhook_store.create(
-                conn,
-                url=url,
-                event_types=json.dumps(types),
-                event_id=event_id,
-                secret=secret,
-                enabled=True,
-                created_at=journal.database_now(conn),
-                delivered_up_to=journal.last_entry_id(conn),
-                failed_attempts=0,
-            )
-            row = webhook_store.get(conn, webhook_id)
-        return WebhookView.of(row, secret)
+        webhook_id = webhook_store.create(
+            conn,
+            url=url,
+            event_types=json.dumps(types),
+            event_id=event_id,
+            secret=secret,
+            enabled=True,
+            created_at=journal.database_now(conn),
+            delivered_up_to=journal.last_entry_id(conn),
+            failed_attempts=0,
+        )
+        return WebhookView.of(webhook_store.get(conn, webhook_id), secret)
 
     def get(self, webhook_id: int) -> WebhookView:
         with self.engine.connect() as conn:

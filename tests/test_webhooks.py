@@ -14,6 +14,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -646,3 +647,42 @@ def test_large_answers_are_cut_and_redirects_not_followed(api, mysql_database_ur
         engine.dispose()
     assert len(kept.encode()) <= 1024
     assert kept == Scripted.BIG[:1024].decode()
+
+
+def test_a_retried_create_with_its_idempotency_key_gets_the_same_webhook(
+    api, server, mysql_database_url
+):
+    """Sequential retries replay; 16 concurrent ones spread over the workers make one."""
+    keyed = {**ADMIN, "Idempotency-Key": "subscribe-1"}
+    body = {"url": "http://127.0.0.1:9000/hook", "eventTypes": ["booking.booked"]}
+    first = api.post("/api/webhooks", json=body, headers=keyed)
+    again = api.post("/api/webhooks", json=body, headers=keyed)
+    assert first.status_code == again.status_code == 201
+    assert again.content == first.content  # the same webhook, secret included
+    assert again.headers["location"] == first.headers["location"]
+    assert again.headers["idempotent-replayed"] == "true"
+    other = api.post("/api/webhooks", json={**body, "eventTypes": ["*"]}, headers=keyed)
+    assert other.status_code == 422
+    assert other.json()["type"] == PROBLEM + "idempotency-key-reused"
+    refused = {**ADMIN, "Idempotency-Key": "subscribe-2"}
+    missing_event = {**body, "eventId": 999}
+    for _ in range(2):  # a refusal is kept and replayed like an answer
+        response = api.post("/api/webhooks", json=missing_event, headers=refused)
+        assert response.status_code == 404
+        assert response.json()["type"] == PROBLEM + "event-not-found"
+
+    racing = {**ADMIN, "Idempotency-Key": "subscribe-3"}
+
+    def create(_):
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            return client.post("/api/webhooks", json=body, headers=racing)
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(create, range(16)))
+    assert {answer.status_code for answer in answers} == {201}
+    assert len({answer.content for answer in answers}) == 1
+    engine = sa.create_engine(mysql_database_url)
+    with engine.connect() as conn:
+        count = conn.execute(sa.text("SELECT COUNT(*) FROM webhooks")).scalar_one()
+    engine.dispose()
+    assert count == 2  # subscribe-1 and subscribe-3, once each
