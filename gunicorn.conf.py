@@ -1,7 +1,7 @@
 """gunicorn settings, from the environment.
 
 PORT (3000), WEB_CONCURRENCY (worker processes, 2), GUNICORN_THREADS (16),
-GUNICORN_WORKER_CONNECTIONS (2 x threads), GUNICORN_TIMEOUT (60 s),
+GUNICORN_WORKER_CONNECTIONS (2 x threads), GUNICORN_TIMEOUT (83 s, from LOCK_TIMEOUT),
 GUNICORN_GRACEFUL_TIMEOUT (20 s), GUNICORN_ACCESS_LOG (off; "-" for stdout or
 a path: JSON lines like the app's own request log).
 """
@@ -20,10 +20,11 @@ threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 # (measured: one of two workers served 10,119 of 10,201 /healthz requests).
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", str(2 * threads)))
 # A worker silent this long is killed and replaced. It must exceed the worst
-# case the app bounds itself: with a silent database, the pool's ping and the
-# reconnect each wait PyMySQL's read timeout (3 x LOCK_TIMEOUT + 5 s = 20 s by
-# default) before the request turns into a 503.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+# case the app bounds itself, or a silent database gives nginx's 502 instead of
+# our 503: the pool's ping and the reconnect's handshake each wait PyMySQL's read
+# timeout (6 x LOCK_TIMEOUT + 5 s, booking/database.py), the connect up to 3 s.
+_io_timeout = 6 * max(1, int(os.environ.get("LOCK_TIMEOUT", "5"))) + 5
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", str(max(60, 2 * _io_timeout + 3 + 10))))
 # On SIGTERM, finish in-flight requests for up to this long before exiting.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = 5
