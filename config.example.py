@@ -5,7 +5,7 @@
 # A MySQL/MariaDB database (PyMySQL driver); any SQLAlchemy URL works.
 # SQLALCHEMY_DATABASE_URI = "mysql+pymysql://booking:secret@127.0.0.1:3306/booking?charset=utf8mb4"
 
-# Admin (HTTP Basic) for POST /api/events/initialize and the waiting-list view.
+# Admin (HTTP Basic) for creating and changing events, the waiting list, history and webhooks.
 # Prefer a hash:
 #   python -c "from werkzeug.security import generate_password_hash as h; print(h('...'))"
 # ADMIN_USERNAME = "admin"

@@ -1,7 +1,7 @@
 """The ratios printed after the tables, each checked against its target where it has one."""
 
-# The hot event before group commit, from the README's table: commit f121e36, a full run
-# (5,000 users, 1,000 tickets) with 4 sync workers on this 2-core machine.
+# The hot event before group commit, from the table in docs/performance.md: commit f121e36,
+# a full run (5,000 users, 1,000 tickets) with 4 sync workers on this 2-core machine.
 BEFORE = {"commit": "f121e36", "hot_rps": 453, "hot_p99_ms": 183}
 
 
