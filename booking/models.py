@@ -170,7 +170,8 @@ class JournalSequence(db.Model):
 
 class Webhook(db.Model):
     __tablename__ = "webhooks"
-    __table_args__ = (MYSQL_OPTIONS,)
+    # AUTOINCREMENT: SQLite would give a deleted webhook's id to the next one.
+    __table_args__ = ({"sqlite_autoincrement": True, **MYSQL_OPTIONS},)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     url: Mapped[str] = mapped_column(String(2048))
