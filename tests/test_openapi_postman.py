@@ -8,31 +8,20 @@ take timestamps and the webhook secret.
 """
 
 import json
-import os
 import re
-import shutil
 import subprocess
 
 import httpx
 import pytest
 
-from .conftest import ADMIN_PASSWORD
-from .servers import ROOT, Gunicorn
+from . import newman
+from .conftest import ADMIN_PASSWORD, require_service
+from .servers import Gunicorn
 
-NODE_BIN = ROOT / "tests" / "node" / "node_modules" / ".bin"
+CONVERTER = newman.NODE_DIR / "node_modules" / ".bin" / "openapi2postmanv2"
 # Values that differ on every run: when something happened, and the secret.
 VOLATILE = {"at", "createdAt", "expiresAt", "offerExpiresAt", "secret"}
 METHODS = {"get", "post", "put", "patch", "delete"}
-
-
-def node_tool(name: str) -> str:
-    tool = NODE_BIN / name
-    if not tool.exists() or not shutil.which("node"):
-        message = f"{name} is missing: run `make node` (npm ci --prefix tests/node)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return str(tool)
 
 
 def steady(value):
@@ -54,38 +43,36 @@ def operation_of(spec: dict, method: str, path: str) -> dict:
 
 @pytest.mark.mariadb
 def test_the_converted_spec_runs_against_a_fresh_database(fresh_mysql_url, tmp_path):
-    converter, newman = node_tool("openapi2postmanv2"), node_tool("newman")
+    try:
+        newman.command()
+        if not CONVERTER.exists():
+            raise newman.NewmanMissing(f"{CONVERTER} is missing: run `make node`")
+    except newman.NewmanMissing as missing:
+        require_service("openapi-to-postmanv2 and Newman", missing)
     with Gunicorn(fresh_mysql_url, ADMIN_PASSWORD, workers=2) as server:
         spec = httpx.get(f"{server.url}/api/openapi.json").json()
         (tmp_path / "openapi.json").write_text(json.dumps(spec))
+        # As Postman's importer with "Parameter generation: Example" (docs/postman.md).
         subprocess.run(
             [
-                converter,
-                "--spec",
-                tmp_path / "openapi.json",
-                "--output",
-                tmp_path / "collection.json",
-                "--options",
-                "parametersResolution=Example,folderStrategy=Tags",
+                CONVERTER,
+                *("--spec", tmp_path / "openapi.json"),
+                *("--output", tmp_path / "collection.json"),
+                *("--options", "parametersResolution=Example,folderStrategy=Tags"),
             ],
             check=True,
             capture_output=True,
         )
-        run = subprocess.run(
-            [
-                newman,
-                "run",
-                tmp_path / "collection.json",
-                *("--env-var", f"baseUrl={server.url}"),
-                *("--env-var", "basicAuthUsername=admin"),
-                *("--env-var", f"basicAuthPassword={ADMIN_PASSWORD}"),
-                *("--reporters", "json", "--reporter-json-export", tmp_path / "run.json"),
-            ],
-            capture_output=True,
-            text=True,
+        run = newman.run(
+            tmp_path / "collection.json",
+            {
+                "baseUrl": server.url,
+                "basicAuthUsername": "admin",
+                "basicAuthPassword": ADMIN_PASSWORD,
+            },
         )
-    assert run.returncode == 0, run.stdout + run.stderr
-    executions = json.loads((tmp_path / "run.json").read_text())["run"]["executions"]
+    assert run.returncode == 0, run.failures()
+    executions = run.report["run"]["executions"]
 
     operations = sum(len(METHODS & set(ops)) for ops in spec["paths"].values())
     assert len(executions) == operations  # one request per operation, none skipped
