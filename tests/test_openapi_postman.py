@@ -18,6 +18,7 @@ from . import newman
 from .conftest import ADMIN_PASSWORD, require_service
 from .servers import Gunicorn
 
+ENVIRONMENT = newman.ROOT / "docs" / "postman" / "local.postman_environment.json"
 CONVERTER = newman.NODE_DIR / "node_modules" / ".bin" / "openapi2postmanv2"
 # Values that differ on every run: when something happened, and the secret.
 VOLATILE = {"at", "createdAt", "expiresAt", "offerExpiresAt", "secret"}
@@ -63,13 +64,11 @@ def test_the_converted_spec_runs_against_a_fresh_database(fresh_mysql_url, tmp_p
             check=True,
             capture_output=True,
         )
+        # The repository's environment serves it too: its basicAuth* name the admin's.
         run = newman.run(
             tmp_path / "collection.json",
-            {
-                "baseUrl": server.url,
-                "basicAuthUsername": "admin",
-                "basicAuthPassword": ADMIN_PASSWORD,
-            },
+            {"baseUrl": server.url, "adminPassword": ADMIN_PASSWORD},
+            ENVIRONMENT,
         )
     assert run.returncode == 0, run.failures()
     executions = run.report["run"]["executions"]
