@@ -34,6 +34,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 from . import batches, load, scenarios
@@ -53,6 +54,7 @@ class DashboardRun:
     interval: float
     checked: Checked
     figures: dict = field(default_factory=dict)
+    setting: str = ""  # what ran, for the picture's title
 
     def summary(self) -> dict:
         """For latest.json: what ran and whether it held, not the scrapes."""
@@ -162,7 +164,11 @@ def run(ctx: scenarios.Context, interval: float = INTERVAL_S) -> DashboardRun:
         f" logged batches: {logged_text};"
         f" {'OK' if checked.ok else 'FAILED: ' + '; '.join(checked.problems[:3])}"
     )
-    return DashboardRun(scrapes, phases, interval, checked, figures)
+    setting = (
+        f"{datetime.fromtimestamp(phases[0][1]).astimezone().isoformat(timespec='seconds')},"
+        f" {os.cpu_count()} cores, gunicorn {ctx.server.workers} workers"
+    )
+    return DashboardRun(scrapes, phases, interval, checked, figures, setting)
 
 
 def _cancel_work(ctx, event_id: int, booked: list[int], waitlisted: dict[int, int]):

@@ -184,7 +184,7 @@ def _draw_panel(ax, panel: dict, scrapes: list[Scrape], start: float, gap: float
 
 
 def plot(run, path: Path, dashboard: Path = DASHBOARD) -> None:
-    """`run`: a dashboard.DashboardRun (scrapes, phases, interval)."""
+    """`run`: a dashboard.DashboardRun (scrapes, phases, interval, setting)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -211,11 +211,12 @@ def plot(run, path: Path, dashboard: Path = DASHBOARD) -> None:
         ax.set_visible(False)
     for ax in axes[-columns:]:
         ax.set_xlabel("seconds since the first scrape", fontsize=8)
+    setting = f"{run.setting}; " if run.setting else ""
     fig.suptitle(
         f"deploy/grafana-dashboard.json's {len(found)} panels over the bench's dashboard"
-        f" scenario (hot event on sale, cancels, webhook worker; python -m bench.dashboard):"
-        f"\n/metrics scraped every {run.interval} s, rates over {WINDOW_S:g} s windows"
-        " instead of 1m/5m",
+        f" scenario (hot event on sale, cancels, webhook worker; python -m bench.dashboard)"
+        f"\n{setting}/metrics scraped every {run.interval} s, rates over"
+        f" {WINDOW_S:g} s windows instead of 1m/5m",
         fontsize=11,
     )
     tmp = path.with_name(path.name + ".tmp")

@@ -175,6 +175,7 @@ def test_the_picture_draws_from_scrapes(tmp_path):
 
     run = SimpleNamespace(  # as a bench.dashboard.DashboardRun
         interval=1.0,
+        setting="",
         phases=[("on sale", 1.0, 2.0)],
         scrapes=[
             Scrape(float(t), {("booking_outcomes_total", labels(outcome="booked")): 10.0 * t})
