@@ -7,9 +7,12 @@ threads from gunicorn.conf.py, default 16; RATE_LIMIT=off, LOG_LEVEL=INFO),
 drives them with an asyncio + aiohttp load generator, checks the invariants
 after every scenario, reads the group-commit batches each scenario caused from
 the servers' logs, measures the ceilings (HTTP alone, the transaction alone),
-writes bench/results/latest.{json,md,png}, and drops the
-databases. `--quick` is a scaled-down run; `--profile` adds a py-spy profile
-of the workers during a second hot-event run. Only loopback is ever contacted.
+writes bench/results/latest.{json,md,png}, draws deploy/grafana-dashboard.json's
+panels from a scraped scenario into bench/results/dashboard.png (alone:
+`python -m bench.dashboard`, about 40 s), and drops the databases. `--quick`
+is a scaled-down run (the dashboard scenario keeps its size); `--profile` adds a
+py-spy profile of the workers during a second hot-event run. Only loopback is
+ever contacted.
 
 Modules, one job each:
   settings   the sizes of a full and a quick run
@@ -23,6 +26,9 @@ Modules, one job each:
   checks     the invariants, through SQL and through the API
   scenarios  the scenarios and the HTTP ceiling
   webhooks   the hot event again while a worker delivers its journal to a webhook
+  dashboard  a hot sale, cancels and a webhook worker on a site of its own, /metrics scraped
+  scrape     the /metrics scraper: every sample of every scrape, with its time
+  promql     the dashboard's PromQL over the scrapes: rate, sum by, histogram_quantile
   receiver   the webhook receiver: 204 at once, every arrival kept
   growth     latency against event and table size, small vs large
   direct     the transaction ceiling: BookingService.book and raw SQL, no HTTP
@@ -30,4 +36,5 @@ Modules, one job each:
   ratios     the ratios printed after the tables, against their targets
   report     the tables and ratio lines, JSON and Markdown
   plot       the plot
+  dashboard_plot  the dashboard's panels, computed from the scrapes and drawn
 """

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from . import cluster, direct, load, offers, report, scenarios, webhooks
+from . import cluster, dashboard, dashboard_plot, direct, load, offers, report, scenarios, webhooks
 from .api import Api
 from .cpu import CpuMeter
 from .growth import growth as run_growth
@@ -128,12 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     db = Database(args.url)
     growth_db = db.sibling("_growth")  # the large growth event gets its own table and server
     row_db = db.sibling("_row")  # the same scenarios again with BOOKING_LOCK=row
+    dashboard_db = db.sibling("_dashboard")  # fresh counters and no earlier webhooks
     password = secrets.token_urlsafe(24)
     servers: list[Gunicorn] = []
     meter = CpuMeter(lambda: [server.master_pid for server in servers])
     rows: dict[str, dict] = {}
     growth: dict = {}
     profile: dict | None = None
+    drawn: dashboard.DashboardRun | None = None
     setup: dict = {}
     try:
         info = machine(db)
@@ -168,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         rows["hot webhook row"] = webhooks.run(
             row_ctx, servers, name="hot event, row lock, webhook + worker"
         )
+        dashboard_ctx = start_site(
+            dashboard_db, password, args.workers, tmp, scale, meter, setup, servers
+        )
+        dashboard_ctx.users = ctx.users
+        drawn = dashboard.run(dashboard_ctx)
+        dashboard_ctx.server.stop()
         if not args.no_cluster:
             rows.update(cluster.run(ctx, password, args.workers, tmp, servers))
         for kind in ("service", "raw", "commit"):
@@ -192,9 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers:
             server.stop()
         if not args.keep_db:
-            for database in (db, growth_db, row_db):
+            for database in (db, growth_db, row_db, dashboard_db):
                 database.drop()
     ok = all(r["invariants_ok"] is not False and r["errors"] == 0 for r in rows.values())
+    ok = ok and (drawn is None or drawn.checked.ok)
     if ok:
         shutil.rmtree(tmp, ignore_errors=True)
     else:
@@ -221,8 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": ratios(rows, growth, "quick" if args.quick else "full"),
         "growth": growth,
         "profile": profile,
+        "dashboard": drawn.summary() if drawn else None,
     }
     paths = report.write(results, args.output)
+    if drawn:
+        paths["dashboard"] = args.output / "dashboard.png"
+        dashboard_plot.plot(drawn, paths["dashboard"])
     print(report.text(results))
     if profile:
         print(profile_text(profile))

@@ -27,6 +27,17 @@ class Scale:
     direct_users: int = 2_500
     direct_tickets: int = 500
     raw_bookings: int = 2_000  # per raw-SQL and per INSERT+COMMIT run
+    # The dashboard scenario (dashboard.py), the same in a quick run: its picture needs
+    # seconds of each phase to show rates from 0.5 s scrapes.
+    dashboard_users: int = 4_000  # book the event, one in five answers followed by a status read
+    dashboard_tickets: int = 2_000  # sold out half-way through
+    dashboard_cancels: int = 400  # holders cancel, each promoting the head of the line
+    dashboard_leaves: int = 150  # people from the back half of the line leave it
+    dashboard_refusals: int = 100  # of each kind: book again, join again, cancel nothing
+    # In flight during the sale: fewer connections than gunicorn accepts (2 workers x
+    # worker_connections 32), or the scraper's waits until a keep-alive one closes.
+    dashboard_sale_concurrency: int = 48
+    dashboard_concurrency: int = 8  # in flight during the cancels
 
 
 FULL = Scale()
