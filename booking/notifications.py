@@ -129,3 +129,6 @@ def get_webhook(webhook_id):
 @problems(401, 404, 405, 429, 503)
 def delete_webhook(webhook_id):
     webhooks().delete(webhook_id)
+    response = current_app.response_class(status=204)
+    del response.headers["Content-Type"]  # no body, so no type
+    return response

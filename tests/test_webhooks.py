@@ -530,7 +530,9 @@ def test_webhook_routes_contract(api, server):
     assert api.get("/api/webhooks?cursor=NOT!", headers=ADMIN).status_code == 400
 
     gone = made[0]["webhookId"]
-    assert api.delete(f"/api/webhooks/{gone}", headers=ADMIN).status_code == 204
+    removed = api.delete(f"/api/webhooks/{gone}", headers=ADMIN)
+    assert removed.status_code == 204
+    assert removed.content == b"" and "content-type" not in removed.headers
     for method, path in (
         ("GET", f"/api/webhooks/{gone}"),
         ("DELETE", f"/api/webhooks/{gone}"),
