@@ -41,7 +41,7 @@ from . import batches, load, scenarios
 from .checks import Checked, check
 from .receiver import Receiver
 from .scrape import Scrape, Scraper
-from .webhooks import WorkerProcess, _deliveries, _drain, _scalar, _wait
+from .webhooks import WorkerProcess, _deliveries, _drain, _scalar, subscribe
 
 IDLE_S = 1.5  # scrapes before the sale and after the last delivery
 INTERVAL_S = 0.5
@@ -76,14 +76,7 @@ def run(ctx: scenarios.Context, interval: float = INTERVAL_S) -> DashboardRun:
     receiver.start()
     phases = []
     try:
-        worker.start()
-        unsequenced = "SELECT COUNT(*) FROM journal_entries WHERE entry_id IS NULL"
-        _wait(lambda: _scalar(ctx.engine, unsequenced) == 0, worker, "sequencing the backlog")
-        status, hook = ctx.api.call(
-            "POST", "/api/webhooks", {"url": receiver.url, "eventTypes": ["*"]}, admin=True
-        )
-        if status != 201:
-            raise RuntimeError(f"creating the webhook: {status} {hook}")
+        hook = subscribe(ctx, worker, receiver)
         scraper.start()
         time.sleep(IDLE_S)
         event_id = ctx.api.initialize("bench dashboard event", s.dashboard_tickets)

@@ -119,6 +119,20 @@ def _drain(receiver: Receiver, expected: int, worker: WorkerProcess) -> None:
     time.sleep(GRACE_S)
 
 
+def subscribe(ctx, worker: WorkerProcess, receiver: Receiver) -> dict:
+    """Start the worker, let it sequence the journal so far, then subscribe the receiver
+    to every type: it is sent what commits from now on."""
+    worker.start()
+    unsequenced = "SELECT COUNT(*) FROM journal_entries WHERE entry_id IS NULL"
+    _wait(lambda: _scalar(ctx.engine, unsequenced) == 0, worker, "sequencing the backlog")
+    status, hook = ctx.api.call(
+        "POST", "/api/webhooks", {"url": receiver.url, "eventTypes": ["*"]}, admin=True
+    )
+    if status != 201:
+        raise RuntimeError(f"creating the webhook: {status} {hook}")
+    return hook
+
+
 def run(
     ctx: scenarios.Context, servers: list, name: str = NAME, in_flight: int | None = None
 ) -> dict:
@@ -131,14 +145,7 @@ def run(
     receiver.start()
     servers.append(worker)  # the CPU meter counts it with the servers
     try:
-        worker.start()
-        unsequenced = "SELECT COUNT(*) FROM journal_entries WHERE entry_id IS NULL"
-        _wait(lambda: _scalar(ctx.engine, unsequenced) == 0, worker, "sequencing the backlog")
-        status, hook = ctx.api.call(
-            "POST", "/api/webhooks", {"url": receiver.url, "eventTypes": ["*"]}, admin=True
-        )
-        if status != 201:
-            raise RuntimeError(f"creating the webhook: {status} {hook}")
+        hook = subscribe(ctx, worker, receiver)
         cpu_before = worker.cpu_seconds()
         row = scenarios.hot_event(ctx, name=name)
         ended_at = row["started_at"] + row["wall_s"]

@@ -6,6 +6,7 @@ reached the MariaDB tests skip, except under CI=true, where they fail.
 """
 
 import base64
+import contextlib
 import os
 import tempfile
 import uuid
@@ -53,11 +54,11 @@ def migrate(url: str) -> None:
     app.extensions["booking"].engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def mysql_database_url():
-    """A fresh, migrated database on the MariaDB server, dropped at the end."""
-    server = sa.make_url(MYSQL_SERVER_URL)
-    name = f"booking_test_{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def scratch_database(server_url, prefix: str):
+    """A new, migrated database on the MariaDB server, dropped afterwards."""
+    server = sa.make_url(server_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin_engine = sa.create_engine(server)
     try:
         with admin_engine.connect() as conn:
@@ -65,27 +66,27 @@ def mysql_database_url():
     except sa.exc.OperationalError as error:
         require_service(f"MariaDB at {server.render_as_string()}", error.orig)
     url = server.set(database=name).render_as_string(hide_password=False)
-    migrate(url)
-    yield url
-    with admin_engine.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-    admin_engine.dispose()
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with admin_engine.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        admin_engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def mysql_database_url():
+    """A fresh, migrated database for the session's MariaDB tests."""
+    with scratch_database(MYSQL_SERVER_URL, "booking_test") as url:
+        yield url
 
 
 @pytest.fixture
 def fresh_mysql_url(mysql_database_url):
     """A database of its own, migrated and empty (ids start at 1), dropped afterwards."""
-    server = sa.make_url(mysql_database_url)
-    name = f"booking_fresh_{uuid.uuid4().hex[:8]}"
-    admin_engine = sa.create_engine(server)
-    with admin_engine.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-    url = server.set(database=name).render_as_string(hide_password=False)
-    migrate(url)
-    yield url
-    with admin_engine.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-    admin_engine.dispose()
+    with scratch_database(mysql_database_url, "booking_fresh") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
