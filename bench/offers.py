@@ -15,10 +15,9 @@ stretches, each checked:
 
 import sqlalchemy as sa
 
-from . import seed
 from .checks import check
 from .load import post
-from .scenarios import Context, cancel, measure, row
+from .scenarios import Context, cancel, measure, row, seed_storm
 from .stats import summarize
 
 CLAIM = "/api/events/claim"
@@ -40,15 +39,8 @@ def offered_users(ctx: Context, event_id: int) -> list[int]:
 
 def run(ctx: Context) -> dict[str, dict]:
     s = ctx.scale
-    holders = ctx.new_users(s.storm_tickets)
-    line = ctx.new_users(s.storm_waiting)
-    event_id = seed.seed_event(
-        ctx.engine,
-        "bench offer storm",
-        booked=range(holders[0], holders[-1] + 1),
-        waiting=range(line[0], line[-1] + 1),
-        mode="offer",
-    ).event_id
+    holders, line, event = seed_storm(ctx, "bench offer storm", mode="offer")
+    event_id = event.event_id
     n, half = len(holders), len(holders) // 2
     ctx.say(f"offer mode: {n} holders cancel on event {event_id} ({len(line)} waiting)")
     rows = {}

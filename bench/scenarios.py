@@ -208,16 +208,23 @@ def many_events(ctx: Context, name: str = "many events") -> dict:
     return row(name, summary, cpu, checked, batched, outcome=outcome)
 
 
-def cancel_storm(ctx: Context) -> dict:
-    s = ctx.scale
-    holders = ctx.new_users(s.storm_tickets)
-    line = ctx.new_users(s.storm_waiting)
+def seed_storm(ctx: Context, name: str, mode: str = "auto"):
+    """An event at the cancel storm's sizes, seeded in SQL: its holders, its line, itself."""
+    holders = ctx.new_users(ctx.scale.storm_tickets)
+    line = ctx.new_users(ctx.scale.storm_waiting)
     event = seed.seed_event(
         ctx.engine,
-        "bench cancel storm",
+        name,
         booked=range(holders[0], holders[-1] + 1),
         waiting=range(line[0], line[-1] + 1),
+        mode=mode,
     )
+    return holders, line, event
+
+
+def cancel_storm(ctx: Context) -> dict:
+    s = ctx.scale
+    holders, line, event = seed_storm(ctx, "bench cancel storm")
     ctx.say(
         f"cancel storm: {len(holders)} holders cancel on event {event.event_id}"
         f" ({len(line)} waiting), {s.concurrency} in flight"

@@ -105,6 +105,18 @@ class Database:
             return {name: value for name, value in rows}
 
 
+def stop_process(process: subprocess.Popen | None, timeout: float = 30) -> None:
+    """SIGTERM a running process and wait for it, killing it after `timeout`."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Gunicorn:
     """gunicorn as an operator runs it, bound to a free loopback port."""
 
@@ -174,15 +186,7 @@ class Gunicorn:
             return False
 
     def stop(self, timeout: float = 30) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(self.process, timeout)
 
     @property
     def master_pid(self) -> int:

@@ -19,7 +19,6 @@ failed passes (its log's warnings) are counted, not judged.
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ from . import scenarios
 from .checks import Checked
 from .cpu import TICKS
 from .receiver import Arrival, Receiver
-from .server import ROOT, _read_stat
+from .server import ROOT, _read_stat, stop_process
 from .stats import percentile
 
 NAME = "hot event, webhook + worker"
@@ -76,14 +75,7 @@ class WorkerProcess:
         return 0.0 if stat is None else (int(stat[11]) + int(stat[12])) / TICKS
 
     def stop(self, timeout: float = 30) -> None:
-        if not self.running():
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, timeout)
 
 
 def _scalar(engine: sa.Engine, sql: str, **params):

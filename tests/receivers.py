@@ -21,7 +21,7 @@ from pathlib import Path
 
 from standardwebhooks.webhooks import Webhook
 
-from .servers import ROOT, free_port
+from .servers import ROOT, free_port, stop_process
 
 
 @dataclass
@@ -143,14 +143,7 @@ class WorkerProcess:
         assert done.returncode == 0, done.stdout.decode()[-3000:] + done.stderr.decode()[-3000:]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode if self.process else None
+        return stop_process(self.process, sig, timeout)
 
     def __enter__(self) -> "WorkerProcess":
         return self.start()

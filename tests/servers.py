@@ -20,6 +20,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_process(process: subprocess.Popen | None, sig: int, timeout: float) -> int | None:
+    """Signal a running process, wait for it (killing it after `timeout`); its exit code."""
+    if process and process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode if process else None
+
+
 class Gunicorn:
     """`gunicorn -c gunicorn.conf.py wsgi:app` on a loopback port, as an operator runs it."""
 
@@ -72,13 +84,7 @@ class Gunicorn:
         raise RuntimeError(f"gunicorn did not answer on {self.url} within {timeout} s")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, sig, timeout)
 
     def __enter__(self) -> "Gunicorn":
         return self.start()

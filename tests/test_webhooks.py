@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from .conftest import ADMIN_PASSWORD, basic_auth, wipe
 from .receivers import Receiver, WorkerProcess, verified
 from .servers import Gunicorn
+from .test_durability import book, cancel, initialize
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
 
@@ -103,26 +104,6 @@ def history(api: httpx.Client, event_id: int) -> list[dict]:
             return found
 
 
-def create_event(api: httpx.Client, name: str, total: int) -> int:
-    response = api.post(
-        "/api/events/initialize", json={"eventName": name, "totalTickets": total}, headers=ADMIN
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["eventId"]
-
-
-def book(api: httpx.Client, event_id: int, user_id: int) -> dict:
-    response = api.post("/api/events/book", json={"eventId": event_id, "userId": user_id})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def cancel(api: httpx.Client, event_id: int, user_id: int) -> dict:
-    response = api.post("/api/events/cancel", json={"eventId": event_id, "userId": user_id})
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 def change(api: httpx.Client, event_id: int, **fields) -> dict:
     response = api.patch(f"/api/events/{event_id}", json=fields, headers=ADMIN)
     assert response.status_code == 200, response.text
@@ -173,7 +154,7 @@ def test_every_change_type_arrives_signed_in_commit_order(api, mysql_database_ur
     with Receiver() as receiver, worker(mysql_database_url, tmp_path):
         hook = subscribe(api, receiver.url)
         assert hook["eventTypes"] == ["*"] and hook["eventId"] is None and hook["enabled"]
-        event_id = create_event(api, "One seat", 1)
+        event_id = initialize(api, "One seat", 1)
         assert book(api, event_id, 1)["status"] == "booked"
         assert book(api, event_id, 2)["status"] == "waitlisted"
         assert book(api, event_id, 3)["status"] == "waitlisted"
@@ -219,8 +200,8 @@ def test_every_change_type_arrives_signed_in_commit_order(api, mysql_database_ur
 
 
 def test_filters_send_each_webhook_only_what_it_asked_for(api, mysql_database_url, tmp_path):
-    a = create_event(api, "A", 1)
-    b = create_event(api, "B", 1)
+    a = initialize(api, "A", 1)
+    b = initialize(api, "B", 1)
     sequence_now(api, a)
     receivers = {name: Receiver().start() for name in ("only_a", "promoted", "all", "b_cancel")}
     try:
@@ -287,7 +268,7 @@ def test_a_failing_receiver_gets_the_entry_again_until_it_acknowledges(
         worker(mysql_database_url, tmp_path, WEBHOOK_RETRY_BASE=base, WEBHOOK_RETRY_CAP=1),
     ):
         hook = subscribe(api, receiver.url)
-        event_id = create_event(api, "Flaky", 1)
+        event_id = initialize(api, "Flaky", 1)
         book(api, event_id, 1)
         book(api, event_id, 2)
         receiver.wait_for(3, timeout=20)
@@ -324,7 +305,7 @@ def test_a_receiver_that_was_down_gets_everything_in_order_once(api, mysql_datab
     down = Receiver()  # its port, not listening yet
     hook = subscribe(api, down.url)
     with worker(mysql_database_url, tmp_path, **FAST):
-        event_id = create_event(api, "Outage", 2)
+        event_id = initialize(api, "Outage", 2)
         for user in (1, 2, 3):
             book(api, event_id, user)
         cancel(api, event_id, 1)
@@ -355,7 +336,7 @@ def test_410_gone_disables_the_webhook_at_once(api, mysql_database_url, tmp_path
     with Receiver(answer=lambda n: 410) as gone, Receiver() as control:
         hook = subscribe(api, gone.url)
         other = subscribe(api, control.url)
-        event_id = create_event(api, "Gone", 5)
+        event_id = initialize(api, "Gone", 5)
         book(api, event_id, 1)
         run = worker(mysql_database_url, tmp_path, **FAST)
         run.once()
@@ -378,7 +359,7 @@ def test_a_webhook_failing_longer_than_max_age_is_disabled(api, mysql_database_u
     max_age = 0.6
     with Receiver(answer=lambda n: 500) as receiver:
         hook = subscribe(api, receiver.url)
-        create_event(api, "Broken receiver", 1)
+        initialize(api, "Broken receiver", 1)
         with worker(mysql_database_url, tmp_path, WEBHOOK_MAX_AGE=max_age, **FAST):
             disabled = wait_until(
                 lambda: (found := webhook(api, hook["webhookId"]))["enabled"] is False and found,
@@ -402,7 +383,7 @@ def test_a_webhook_failing_for_long_keeps_the_worker_alive(api, mysql_database_u
     cap = 0.2
     with Receiver(answer=lambda n: 500) as receiver:
         hook = subscribe(api, receiver.url)
-        create_event(api, "Long outage", 1)
+        initialize(api, "Long outage", 1)
         engine = sa.create_engine(mysql_database_url)
         try:
             with engine.begin() as conn:
@@ -473,7 +454,7 @@ def test_private_destinations_are_refused(api, mysql_database_url, tmp_path):
     # Made where private destinations are allowed, checked again at each attempt.
     with Receiver() as receiver:
         hook = subscribe(api, receiver.url)
-        create_event(api, "Private", 1)
+        initialize(api, "Private", 1)
         worker(mysql_database_url, tmp_path, WEBHOOK_ALLOW_PRIVATE="false", **FAST).once()
         assert receiver.received == []
     attempts = deliveries(api, hook["webhookId"])
@@ -622,7 +603,7 @@ def test_large_answers_are_cut_and_redirects_not_followed(api, mysql_database_ur
     try:
         big = subscribe(api, f"{receiver.url}/big")
         moved = subscribe(api, f"{receiver.url}/moved")
-        create_event(api, "Bodies", 1)
+        initialize(api, "Bodies", 1)
         worker(mysql_database_url, tmp_path, WEBHOOK_RETRY_BASE=60).once()
     finally:
         receiver.stop()
