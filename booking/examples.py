@@ -86,12 +86,7 @@ HISTORY = {
             1,
             "event.created",
             None,
-            {
-                "eventName": "Concert",
-                "totalTickets": 0,
-                "waitlistMode": "offer",
-                "offerTtlSeconds": 3600,
-            },
+            INITIALIZE,  # event.created holds what initialize was sent
             "2026-12-01T08:00:00.000Z",
         ),
         _entry(2, "waitlist.joined", USER_ID, {"position": 1}, "2026-12-01T08:00:01.000Z"),
@@ -128,9 +123,7 @@ HISTORY = {
 SUBSCRIBE = {"url": "https://hooks.example.com/booking", "eventTypes": ["*"], "eventId": None}
 WEBHOOK = {
     "webhookId": WEBHOOK_ID,
-    "url": "https://hooks.example.com/booking",
-    "eventTypes": ["*"],
-    "eventId": None,
+    **SUBSCRIBE,  # as subscribed
     "enabled": True,
     "disabledReason": None,
     "createdAt": CREATED_AT,
