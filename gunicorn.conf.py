@@ -22,7 +22,7 @@ worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", str(2 * t
 # A worker silent this long is killed and replaced. It must exceed the worst
 # case the app bounds itself, or a silent database gives nginx's 502 instead of
 # our 503: the pool's ping and the reconnect's handshake each wait PyMySQL's read
-# timeout (6 x LOCK_TIMEOUT + 5 s, booking/database.py), the connect up to 3 s.
+# timeout (6 x LOCK_TIMEOUT + 5 s, booking/storage/database.py), the connect up to 3 s.
 _io_timeout = 6 * max(1, int(os.environ.get("LOCK_TIMEOUT", "5"))) + 5
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", str(max(60, 2 * _io_timeout + 3 + 10))))
 # On SIGTERM, finish in-flight requests for up to this long before exiting.

@@ -19,16 +19,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from . import cluster, dashboard, dashboard_plot, direct, load, offers, report, scenarios, webhooks
-from .api import Api
+from . import cluster, dashboard, dashboard_plot, direct, offers, report, scenarios, webhooks
 from .cpu import CpuMeter
 from .growth import growth as run_growth
 from .profile import Recorder, py_spy, snapshot, summarize
 from .ratios import ratios
 from .server import DEFAULT_URL, ROOT, Database, Gunicorn, gunicorn_settings
 from .settings import FULL, QUICK
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from .site import RESULTS, say, start_site
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -63,10 +61,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--no-cluster", action="store_true", help="skip the 3-node Galera cluster scenarios"
     )
     return parser.parse_args(argv)
-
-
-def say(message: str, started: float = time.perf_counter()) -> None:
-    print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
 
 
 def machine(db: Database) -> dict:
@@ -104,20 +98,6 @@ def source_version() -> dict:
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "booking_changed": None}
     return {"commit": commit, "booking_changed": changed != 0}
-
-
-def verify_target(db: Database, api: Api) -> int:
-    """The server must write to our database (an instance/config.py could point elsewhere)."""
-    name = f"bench probe {secrets.token_hex(4)}"
-    event_id = api.initialize(name, 1)
-    with db.engine.connect() as conn:
-        found = conn.exec_driver_sql("SELECT name FROM events WHERE id = %s", (event_id,)).scalar()
-    if found != name:
-        raise SystemExit(
-            f"bench: the server did not write to {db.name} (instance/config.py overrides"
-            " DATABASE_URL?); refusing to go on"
-        )
-    return event_id
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,24 +221,6 @@ def main(argv: list[str] | None = None) -> int:
         print(profile_text(profile))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0 if ok else 1
-
-
-def start_site(database, password, workers, tmp, scale, meter, setup, servers, lock_mode="table"):
-    """A migrated scratch database and a gunicorn on it, warmed up; its scenario context."""
-    say(f"database {database.name}: drop, create, migrate")
-    log_dir = os.path.join(tmp, database.name)
-    os.makedirs(log_dir, exist_ok=True)
-    created = database.create(os.path.join(log_dir, "migrate.log"))
-    setup[f"{database.name}_database_s"] = round(created, 2)
-    server = Gunicorn(database.url_string, password, workers, log_dir, lock_mode)
-    servers.append(server)
-    setup[f"{database.name}_gunicorn_start_s"] = round(server.start(), 2)
-    say(f"gunicorn on {server.url}: master {server.master_pid}, workers {server.worker_pids()}")
-    api = Api(server.url, password)
-    probe = verify_target(database, api)
-    # Every worker serves a few requests of each kind before anything is measured.
-    load.run(server.url, [load.get("/healthz"), scenarios.status(probe)] * 200, scale.concurrency)
-    return scenarios.Context(server.url, api, database.engine, server, scale, meter, say)
 
 
 def run_profile(ctx: scenarios.Context, output: Path, sources: dict) -> dict:

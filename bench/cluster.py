@@ -15,7 +15,7 @@ from . import scenarios
 from .api import Api
 from .server import Gunicorn
 
-# booking.locking's warning when error 1213 makes a row-lock batch run again.
+# booking.sales.locking's warning when error 1213 makes a row-lock batch run again.
 RETRY_MESSAGE = "running the batch again"
 
 

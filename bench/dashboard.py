@@ -41,6 +41,7 @@ from . import batches, load, scenarios
 from .checks import Checked, check
 from .receiver import Receiver
 from .scrape import Scrape, Scraper
+from .site import RESULTS, say, start_site
 from .webhooks import WorkerProcess, _deliveries, _drain, _scalar, subscribe
 
 IDLE_S = 1.5  # scrapes before the sale and after the last delivery
@@ -235,7 +236,6 @@ def _check_metrics(checked: Checked, scrapes, answers, expected: dict, entries: 
 def main(argv: list[str] | None = None) -> int:
     """The scenario alone, on a scratch site of its own, and its picture."""
     from . import dashboard_plot
-    from .__main__ import RESULTS, say, start_site
     from .cpu import CpuMeter
     from .server import DEFAULT_URL, Database
     from .settings import FULL, QUICK

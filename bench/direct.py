@@ -5,7 +5,7 @@ processes, not threads: on 2 cores with the GIL, and with BookingLock's
 per-process thread lock, threads would measure Python, not the database):
 
 - service: booking's own code, exactly what a gunicorn worker runs minus HTTP,
-  JSON and logging: an engine built with booking.database.engine_options and
+  JSON and logging: an engine built with booking.storage.database.engine_options and
   configure, BookingService(engine, locking.for_engine(engine, 5), WaitingLists())
   and .book(event, user), on the hot-event workload (the same users and tickets,
   so most bookings join the waiting list, as over HTTP);
@@ -28,7 +28,7 @@ import traceback
 
 import sqlalchemy as sa
 
-from booking.locking import LOCK_TABLES
+from booking.sales.locking import LOCK_TABLES
 
 from . import seed
 from .api import Api
@@ -40,9 +40,10 @@ LOCK_TIMEOUT = 5
 
 
 def _service_booker(url: str, event_id: int):
-    from booking import database, locking
-    from booking.service import BookingService
-    from booking.waitlist import WaitingLists
+    from booking.sales import locking
+    from booking.sales.service import BookingService
+    from booking.sales.waiting_lists import WaitingLists
+    from booking.storage import database
 
     engine = sa.create_engine(url, **database.engine_options(url, LOCK_TIMEOUT))
     database.configure(engine, LOCK_TIMEOUT)

@@ -108,17 +108,17 @@ def _io(leaf: str) -> bool:
 def _phase(frames: list[str], sources: dict[str, list[str]] | None = None) -> str:
     leaf = frames[-1]
     stack = ";".join(frames)
-    lock = [f for f in frames if "transaction (booking/locking.py" in f]
+    lock = [f for f in frames if "transaction (booking/sales/locking.py" in f]
     lock_line = _source(lock[-1], sources) if lock else ""
     if "SyncWorker.wait" in stack or "EpollSelector.select" in leaf:
         return "idle: waiting for a request"
     if "_WorkItem.run" not in stack and "concurrent/futures/thread.py" in leaf:
         return "idle: a gthread thread waiting for a request"
-    if "wait_turn (booking/changes.py" in stack:
+    if "wait_turn (booking/sales/change_queue.py" in stack:
         return "queued: waiting for the batch that runs its change"
     if "do_ping" in stack:
         return "pool pre-ping (a round trip per checkout, before the lock)"
-    if "do_rollback" in stack and "transaction (booking/locking.py" not in stack:
+    if "do_rollback" in stack and "transaction (booking/sales/locking.py" not in stack:
         return "pool reset-on-return ROLLBACK (a round trip, after the lock)"
     if lock_line and "UNLOCK" in lock_line:
         return "UNLOCK TABLES"

@@ -39,7 +39,7 @@ from .stats import percentile
 NAME = "hot event, webhook + worker"
 STALL_S = 30.0  # give up the drain when nothing arrived for this long
 GRACE_S = 0.5  # after the last expected entry: room for a duplicate to show itself
-# booking.worker's warning when a pass raised (a deadlock, say) and waits a poll interval.
+# booking.notify.worker's warning when a pass raised (a deadlock, say) and waits a poll interval.
 PASS_FAILED = "worker pass failed"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 
-from .worker import Settings, Worker
+from .notify.worker import Settings, Worker
 
 
 def init_app(app: Flask) -> None:

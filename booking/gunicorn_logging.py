@@ -2,7 +2,7 @@
 
 from gunicorn.glogging import Logger
 
-from .observability import json_formatter
+from .http.request_log import json_formatter
 
 
 class JsonLogger(Logger):

@@ -33,7 +33,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from booking.locking import LOCK_TABLES
+from booking.sales.locking import LOCK_TABLES
 
 from .storm import Call, Result, Storm
 

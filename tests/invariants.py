@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import httpx
 import sqlalchemy as sa
 
-from booking import journal
+from booking.storage import journal
 
 
 @dataclass

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from booking.models import offers
+from booking.storage.tables import offers
 
 from .invariants import check_invariants
 from .test_api import assert_problem, book, cancel, status

@@ -3,7 +3,7 @@
 openapi-to-postmanv2 (what Postman's importer uses) turns /api/openapi.json into a
 collection with parameters taken from the spec's examples; Newman runs it top to bottom
 against real gunicorn on a fresh MariaDB database. Every request must answer 2xx, and
-each answer must be the example the spec shows for it (booking/examples.py), give or
+each answer must be the example the spec shows for it (booking/http/examples.py), give or
 take timestamps and the webhook secret.
 """
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from booking.errors import _DOMAIN
+from booking.http.errors import _DOMAIN
 
 from . import newman
 from .conftest import ADMIN_PASSWORD, require_service, wipe
@@ -67,7 +67,7 @@ def test_the_collection_covers_every_problem_type_and_checks_every_request():
     assert [folder["name"] for folder in collection["item"]] == FOLDERS
     # Every type the API can answer: the rules' refusals, and errors.py's own problems.
     # A new one fails here until a request provokes it or NOT_PROVOKED says why not.
-    source = (ROOT / "booking" / "errors.py").read_text(encoding="utf-8")
+    source = (ROOT / "booking" / "http" / "errors.py").read_text(encoding="utf-8")
     own = set(re.findall(r'problem\(\s*\d+,\s*"[^"]*",\s*[^,]+,\s*"([a-z-]+)"\)', source))
     types = {slug for _, slug, _ in _DOMAIN.values()} | own
     assert types >= NOT_PROVOKED

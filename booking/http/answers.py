@@ -1,0 +1,177 @@
+"""What the blueprint answers for a change: the rules' results shaped for the schemas,
+the outcome on the request's log line, and the answers of keyed (idempotent) requests.
+
+A keyed request's answer is rendered inside its batch (`answered`), stored with
+its change, and sent byte for byte, now and on every replay (`send`).
+"""
+
+import re
+from datetime import timedelta
+
+from flask import current_app, request, url_for
+
+from ..sales import domain
+from ..sales.idempotency import Answer, Key, fingerprint
+from . import errors
+from .auth import admin_auth
+from .request_log import note
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+_SANE_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # visible ASCII
+
+
+def sane_key(key: str | None) -> bool:
+    return key is None or bool(_SANE_KEY.fullmatch(key))
+
+
+# The rules' results, shaped as the response schemas expect.
+
+
+def event(state: domain.EventState) -> dict:
+    return {
+        "event_id": state.event_id,
+        "name": state.name,
+        "total_tickets": state.total_tickets,
+        "available_tickets": state.available_tickets,
+        "waiting_count": state.waiting_count,
+        "sales_open": state.sales_open,
+        "waitlist_mode": state.waitlist_mode,
+        "offer_ttl_seconds": state.offer_ttl_seconds,
+        "offered_tickets": state.offered_tickets,
+    }
+
+
+def location(state: domain.EventState) -> dict:
+    return {"Location": url_for("events.status", eventId=state.event_id)}
+
+
+def booking(result: domain.Booked | domain.Waitlisted) -> dict:
+    shaped = {"event_id": result.event_id, "user_id": result.user_id}
+    if isinstance(result, domain.Waitlisted):
+        return {"status": "waitlisted", **shaped, "position": result.position}
+    return {"status": "booked", **shaped}
+
+
+def cancellation(result: domain.Cancelled | domain.DeclinedOffer | domain.LeftWaitingList) -> dict:
+    shaped = {"event_id": result.event_id, "user_id": result.user_id}
+    if isinstance(result, domain.LeftWaitingList):
+        return {"status": "left_waiting_list", **shaped}
+    status = "cancelled" if isinstance(result, domain.Cancelled) else "declined_offer"
+    return {
+        "status": status,
+        **shaped,
+        "promoted_user_id": result.promoted_user_id,
+        "offered_user_id": result.offered_user_id,
+    }
+
+
+def claimed(result: domain.Claimed) -> dict:
+    return {"status": "booked", "event_id": result.event_id, "user_id": result.user_id}
+
+
+def changed(result: domain.EventChanged) -> dict:
+    return {
+        **event(result.event),
+        "promoted_user_ids": result.promoted_user_ids,
+        "offered_user_ids": result.offered_user_ids,
+    }
+
+
+_SHAPES = {
+    domain.EventState: event,
+    domain.Booked: booking,
+    domain.Waitlisted: booking,
+    domain.Cancelled: cancellation,
+    domain.LeftWaitingList: cancellation,
+    domain.DeclinedOffer: cancellation,
+    domain.Claimed: claimed,
+    domain.EventChanged: changed,
+}
+
+
+def log_outcome(result) -> None:
+    """The change's outcome, on its request's log line."""
+    if isinstance(result, domain.EventState):
+        note(eventId=result.event_id, totalTickets=result.total_tickets, outcome="initialized")
+    elif isinstance(result, domain.EventChanged):
+        promoted = result.promoted_user_ids
+        note(eventId=result.event.event_id, outcome="updated", promotedUserIds=promoted)
+    elif isinstance(result, domain.Cancelled | domain.DeclinedOffer):
+        note(
+            **_who(result),
+            outcome="cancelled" if isinstance(result, domain.Cancelled) else "declined_offer",
+            promotedUserId=result.promoted_user_id,
+            offeredUserId=result.offered_user_id,
+        )
+    elif isinstance(result, domain.Claimed):
+        note(**_who(result), outcome="claimed")
+    elif isinstance(result, domain.LeftWaitingList):
+        note(**_who(result), outcome="left_waiting_list")
+    elif isinstance(result, domain.Waitlisted):
+        note(**_who(result), outcome="waitlisted")
+    elif isinstance(result, domain.Booked):
+        note(**_who(result), outcome="booked")
+
+
+def _who(result) -> dict:
+    return {"eventId": result.event_id, "userId": result.user_id}
+
+
+# Keyed requests.
+
+
+def keyed(render) -> Key | None:
+    """The request's Idempotency-Key, if it sent one: scoped by method and path, and on
+    admin routes by the admin user."""
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return None
+    scope = f"{request.method} {request.path}"
+    if user := admin_auth.current_user():
+        scope += f" {user}"
+    ttl = timedelta(seconds=current_app.config["IDEMPOTENCY_TTL"])
+    return Key(key, scope, fingerprint(request.get_json()), ttl, render)
+
+
+def answered(status: int, schema, headers=None, shape=None):
+    """How a keyed change's result or refusal is answered: exactly what flask-smorest
+    (the schema's dump as JSON) or the refusal's handler would send without a key.
+    `shape` turns the result into the schema's input (default: by its type)."""
+
+    def render(result, refusal: domain.BookingError | None) -> Answer:
+        if refusal is not None:
+            response = errors.refusal(refusal)
+            extra = {}
+        else:
+            shaped = (shape or _SHAPES[type(result)])(result)
+            response = current_app.json.response(schema().dump(shaped))
+            response.status_code = status
+            extra = headers(result) if headers else {}
+        body = response.get_data(as_text=True)
+        return Answer(response.status_code, extra, body, response.content_type, refusal or result)
+
+    return render
+
+
+def respond(result, key: Key | None, shape):
+    """A change's response: its keyed Answer as it stands, else the shaped result
+    (flask-smorest dumps it with the route's schema)."""
+    if key is not None:
+        return send(result)
+    log_outcome(result)
+    return shape(result)
+
+
+def send(answer: Answer):
+    """A keyed request's answer, byte for byte; a replay says so in a header."""
+    if isinstance(answer.result, domain.BookingError):
+        note(outcome="refused", problem=type(answer.result).__name__)
+    elif answer.result is not None:
+        log_outcome(answer.result)
+    response = current_app.response_class(
+        answer.body, status=answer.status, headers=answer.headers, content_type=answer.content_type
+    )
+    if answer.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+        note(idempotentReplayed=True)
+    return response
