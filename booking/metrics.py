@@ -46,6 +46,11 @@ BATCH_SIZE = Histogram(
 WAITLIST_RELOADS = Counter(
     "booking_waitlist_copy_reloads_total", "Waiting-list copies reloaded whole from the table"
 )
+TICKETS = Counter(
+    "booking_tickets_total",
+    "Tickets moved by committed changes, by outcome (a party of 4 booked counts 4)",
+    ["outcome"],
+)
 
 # The journal's fact types as outcomes.
 OUTCOME_OF = {
@@ -53,6 +58,7 @@ OUTCOME_OF = {
     "waitlist.joined": "waitlisted",
     "booking.cancelled": "cancelled",
     "waitlist.left": "left_waiting_list",
+    "waitlist.reduced": "waitlist_reduced",
     "booking.promoted": "promoted",
     "offer.created": "offered",
     "offer.claimed": "claimed",
@@ -64,19 +70,24 @@ OUTCOME_OF = {
 
 
 def committed(facts: list[dict]) -> None:
-    """Count a committed batch's journal facts."""
+    """Count a committed batch's journal facts, and the tickets they moved."""
     for fact in facts:
-        OUTCOMES.labels(OUTCOME_OF[fact["type"]]).inc()
+        outcome = OUTCOME_OF[fact["type"]]
+        OUTCOMES.labels(outcome).inc()
+        if tickets := fact["data"].get("tickets"):
+            TICKETS.labels(outcome).inc(tickets)
 
 
 class DatabaseCollector:
-    """Webhook deliveries by result and the oldest undelivered entry's age, at scrape time."""
+    """Webhook deliveries by result, the oldest undelivered entry's age, and the free
+    tickets held back for blocking parties, at scrape time."""
 
     def __init__(self, read):
-        self.read = read  # () -> (deliveries by result, oldest undelivered age in s or None)
+        # () -> (deliveries by result, oldest undelivered age in s or None, held back)
+        self.read = read
 
     def collect(self):
-        by_result, oldest = self.read()
+        by_result, oldest, held_back = self.read()
         deliveries = GaugeMetricFamily(
             "booking_webhook_deliveries",
             "Webhook delivery attempts recorded, by result (from the database)",
@@ -89,6 +100,11 @@ class DatabaseCollector:
             "booking_journal_oldest_undelivered_seconds",
             "Age of the oldest journal entry an enabled webhook still waits for (0: none)",
             value=oldest or 0.0,
+        )
+        yield GaugeMetricFamily(
+            "booking_tickets_held_back",
+            "Free tickets waiting for a party that may not be passed over again (every event)",
+            value=held_back,
         )
 
 

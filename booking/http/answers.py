@@ -38,7 +38,15 @@ def event(state: domain.EventState) -> dict:
         "waitlist_mode": state.waitlist_mode,
         "offer_ttl_seconds": state.offer_ttl_seconds,
         "offered_tickets": state.offered_tickets,
+        "max_tickets_per_booking": state.max_tickets_per_booking,
+        "max_overtakes": state.max_overtakes,
+        "waiting_tickets": state.waiting_tickets,
     }
+
+
+def present(result, *names: str) -> dict:
+    """Those of the result's optional fields that it has (not None)."""
+    return {name: value for name in names if (value := getattr(result, name)) is not None}
 
 
 def location(state: domain.EventState) -> dict:
@@ -46,35 +54,49 @@ def location(state: domain.EventState) -> dict:
 
 
 def booking(result: domain.Booked | domain.Waitlisted) -> dict:
-    shaped = {"event_id": result.event_id, "user_id": result.user_id}
+    shaped = {"event_id": result.event_id, "user_id": result.user_id, "tickets": result.tickets}
     if isinstance(result, domain.Waitlisted):
         return {"status": "waitlisted", **shaped, "position": result.position}
     return {"status": "booked", **shaped}
 
 
-def cancellation(result: domain.Cancelled | domain.DeclinedOffer | domain.LeftWaitingList) -> dict:
-    shaped = {"event_id": result.event_id, "user_id": result.user_id}
-    if isinstance(result, domain.LeftWaitingList):
-        return {"status": "left_waiting_list", **shaped}
-    status = "cancelled" if isinstance(result, domain.Cancelled) else "declined_offer"
-    return {
-        "status": status,
-        **shaped,
-        "promoted_user_id": result.promoted_user_id,
-        "offered_user_id": result.offered_user_id,
+def served(served: domain.Served, first: bool = False) -> dict:
+    """Whom a change's allocation served; with `first`, also the first of each list."""
+    promoted, offered = served.promoted_user_ids, served.offered_user_ids
+    shaped = {"promoted_user_ids": promoted, "offered_user_ids": offered}
+    if first:
+        shaped["promoted_user_id"] = promoted[0] if promoted else None
+        shaped["offered_user_id"] = offered[0] if offered else None
+    return shaped
+
+
+def cancellation(result: domain.Cancelled) -> dict:
+    shaped = {
+        "status": result.status,
+        "event_id": result.event_id,
+        "user_id": result.user_id,
+        "tickets": result.tickets,
+        "remaining_tickets": result.remaining_tickets,
+        **served(result.served, first=True),
     }
+    if result.position is not None:
+        shaped["position"] = result.position
+    return shaped
 
 
 def claimed(result: domain.Claimed) -> dict:
-    return {"status": "booked", "event_id": result.event_id, "user_id": result.user_id}
+    return {
+        "status": "booked",
+        "event_id": result.event_id,
+        "user_id": result.user_id,
+        "tickets": result.tickets,
+        "released_tickets": result.released_tickets,
+        **served(result.served),
+    }
 
 
 def changed(result: domain.EventChanged) -> dict:
-    return {
-        **event(result.event),
-        "promoted_user_ids": result.promoted_user_ids,
-        "offered_user_ids": result.offered_user_ids,
-    }
+    return {**event(result.event), **served(result.served)}
 
 
 _SHAPES = {
@@ -82,8 +104,6 @@ _SHAPES = {
     domain.Booked: booking,
     domain.Waitlisted: booking,
     domain.Cancelled: cancellation,
-    domain.LeftWaitingList: cancellation,
-    domain.DeclinedOffer: cancellation,
     domain.Claimed: claimed,
     domain.EventChanged: changed,
 }
@@ -94,23 +114,22 @@ def log_outcome(result) -> None:
     if isinstance(result, domain.EventState):
         note(eventId=result.event_id, totalTickets=result.total_tickets, outcome="initialized")
     elif isinstance(result, domain.EventChanged):
-        promoted = result.promoted_user_ids
+        promoted = result.served.promoted_user_ids
         note(eventId=result.event.event_id, outcome="updated", promotedUserIds=promoted)
-    elif isinstance(result, domain.Cancelled | domain.DeclinedOffer):
+    elif isinstance(result, domain.Cancelled):
         note(
             **_who(result),
-            outcome="cancelled" if isinstance(result, domain.Cancelled) else "declined_offer",
-            promotedUserId=result.promoted_user_id,
-            offeredUserId=result.offered_user_id,
+            outcome=result.status,
+            tickets=result.tickets,
+            promotedUserIds=result.served.promoted_user_ids,
+            offeredUserIds=result.served.offered_user_ids,
         )
     elif isinstance(result, domain.Claimed):
-        note(**_who(result), outcome="claimed")
-    elif isinstance(result, domain.LeftWaitingList):
-        note(**_who(result), outcome="left_waiting_list")
+        note(**_who(result), outcome="claimed", tickets=result.tickets)
     elif isinstance(result, domain.Waitlisted):
-        note(**_who(result), outcome="waitlisted")
+        note(**_who(result), outcome="waitlisted", tickets=result.tickets)
     elif isinstance(result, domain.Booked):
-        note(**_who(result), outcome="booked")
+        note(**_who(result), outcome="booked", tickets=result.tickets)
 
 
 def _who(result) -> dict:

@@ -19,6 +19,7 @@ from ..sales.domain import (
     NoOffer,
     NothingToCancel,
     SalesClosed,
+    TooManyTickets,
     rfc3339,
 )
 from ..sales.idempotency import KeyInFlight, KeyReused
@@ -38,6 +39,7 @@ _DOMAIN = {
     CapacityBelowHeld: (409, "capacity-below-held", "Fewer tickets than are booked"),
     NoOffer: (409, "no-offer", "No offer to claim"),
     AlreadyOffered: (409, "already-offered", "An offer is waiting to be claimed"),
+    TooManyTickets: (409, "too-many-tickets", "Too many tickets"),
     KeyReused: (422, "idempotency-key-reused", "Idempotency-Key reused"),
     KeyInFlight: (409, "idempotency-key-in-flight", "Idempotency-Key in use"),
     WebhookNotFound: (404, "webhook-not-found", "Webhook not found"),
@@ -56,6 +58,8 @@ def refusal(error: BookingError):
         extra["held"] = error.held
     if isinstance(error, AlreadyOffered):
         extra["offerExpiresAt"] = rfc3339(error.expires_at)
+    if isinstance(error, TooManyTickets):
+        extra.update(error.extra)
     response = problem(status, title, str(error), slug, **extra)
     if isinstance(error, KeyInFlight):
         response.headers["Retry-After"] = "1"

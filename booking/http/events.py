@@ -19,7 +19,7 @@ from .responses import (
 )
 from .routing import ADMIN, EVENT, EVENT_ID, KEYED, USER, USER_ID, problems, service
 from .routing import events_blp as blp
-from .schemas import BookingRequest, EventChangeRequest, InitializeRequest, PageQuery
+from .schemas import SETTINGS, BookingRequest, EventChangeRequest, InitializeRequest, PageQuery
 
 
 @blp.post("/api/events/initialize")
@@ -34,24 +34,21 @@ from .schemas import BookingRequest, EventChangeRequest, InitializeRequest, Page
 @problems(400, 401, 409, 415, 422, 429, 503)
 def initialize(body):
     key = keyed(answered(201, EventSchema, headers=answers.location))
-    state = service().initialize(
-        body["event_name"],
-        body["total_tickets"],
-        body.get("waitlist_mode", "auto"),
-        body.get("offer_ttl_seconds", 3600),
-        key,
-    )
+    settings = {name: body.get(name) for name in SETTINGS}
+    state = service().initialize(body["event_name"], body["total_tickets"], key, **settings)
     return respond(state, key, lambda state: (answers.event(state), answers.location(state)))
 
 
 @blp.post("/api/events/book")
 @blp.arguments(BookingRequest, example=examples.BOOK)
 @blp.response(201, BookingResult, example=examples.BOOKED)
-@blp.doc(parameters=KEYED, summary="Book a ticket, or join the waiting list when sold out")
+@blp.doc(
+    parameters=KEYED, summary="Book tickets for a party (1 unless asked), or join the waiting list"
+)
 @problems(400, 404, 409, 415, 422, 429, 503)
 def book(body):
     key = keyed(answered(201, BookingResult))
-    result = service().book(body["event_id"], body["user_id"], key)
+    result = service().book(body["event_id"], body["user_id"], body.get("tickets", 1), key)
     return respond(result, key, answers.booking)
 
 
@@ -70,7 +67,7 @@ def get_event(event_id):
 @blp.doc(
     security=ADMIN,
     parameters=KEYED,
-    summary="Change an event's name, number of tickets or whether sales are open (admin)",
+    summary="Change an event's name, tickets, sales or waiting-list rules (admin)",
 )
 @problems(400, 401, 404, 405, 409, 415, 422, 429, 503)
 def change_event(body, event_id):
@@ -81,8 +78,7 @@ def change_event(body, event_id):
         name=body.get("event_name"),
         total_tickets=body.get("total_tickets"),
         sales_open=body.get("sales_open"),
-        waitlist_mode=body.get("waitlist_mode"),
-        offer_ttl_seconds=body.get("offer_ttl_seconds"),
+        **{name: body.get(name) for name in SETTINGS},
     )
     return respond(changed, key, answers.changed)
 
@@ -92,12 +88,12 @@ def change_event(body, event_id):
 @blp.response(201, ClaimResult, example=examples.CLAIMED)
 @blp.doc(
     parameters=KEYED,
-    summary="Claim the ticket offered to you (offer mode), before the offer lapses",
+    summary="Claim the tickets offered to you (all, or fewer), before the offer lapses",
 )
 @problems(400, 404, 409, 415, 422, 429, 503)
 def claim(body):
     key = keyed(answered(201, ClaimResult))
-    result = service().claim(body["event_id"], body["user_id"], key)
+    result = service().claim(body["event_id"], body["user_id"], body.get("tickets"), key)
     return respond(result, key, answers.claimed)
 
 
@@ -129,11 +125,7 @@ def list_events(query):
 def user_state(event_id, user_id):
     state = service().user_state(event_id, user_id)
     shaped = {"event_id": event_id, "user_id": user_id, "status": state.status}
-    if state.position is not None:
-        shaped["position"] = state.position
-    if state.offer_expires_at is not None:
-        shaped["offer_expires_at"] = state.offer_expires_at
-    return shaped
+    return shaped | answers.present(state, "tickets", "position", "overtakes", "offer_expires_at")
 
 
 @blp.get(f"/api/users/{USER_ID}/bookings", parameters=[USER])
@@ -145,8 +137,7 @@ def user_bookings(query, user_id):
     page = service().user_bookings(user_id, query["cursor"], query["limit"])
     bookings = [
         {"event_id": b.event_id, "event_name": b.event_name, "status": b.status}
-        | ({"position": b.position} if b.position is not None else {})
-        | ({"offer_expires_at": b.offer_expires_at} if b.offer_expires_at else {})
+        | answers.present(b, "tickets", "position", "overtakes", "offer_expires_at")
         for b in page.bookings
     ]
     return {"user_id": user_id, "bookings": bookings, "next_after": page.next_after}
@@ -158,7 +149,14 @@ def user_bookings(query, user_id):
 @blp.doc(security=ADMIN, summary="The waiting list in order (admin)")
 @problems(401, 404, 429, 503)
 def waiting_list(event_id):
-    return {"event_id": event_id, "user_ids": service().waiting_list(event_id)}
+    parties = service().waiting_list(event_id)
+    return {
+        "event_id": event_id,
+        "user_ids": [party.user_id for party in parties],
+        "entries": [
+            {"user_id": p.user_id, "tickets": p.tickets, "overtakes": p.overtakes} for p in parties
+        ],
+    }
 
 
 @blp.post("/api/events/cancel")
@@ -166,11 +164,11 @@ def waiting_list(event_id):
 @blp.response(200, CancelResult, example=examples.CANCELLED)
 @blp.doc(
     parameters=KEYED,
-    summary="Cancel a ticket (the next in line gets or is offered it), decline an offer,"
-    " or leave the waiting list",
+    summary="Give back tickets (all, or some; the waiting line gets them), decline an offer,"
+    " or leave the waiting list (or wait for fewer)",
 )
 @problems(400, 404, 409, 415, 422, 429, 503)
 def cancel(body):
     key = keyed(answered(200, CancelResult))
-    result = service().cancel(body["event_id"], body["user_id"], key)
+    result = service().cancel(body["event_id"], body["user_id"], body.get("tickets"), key)
     return respond(result, key, answers.cancellation)

@@ -1,8 +1,9 @@
 """The spec's examples: one story on a fresh database, each step continuing the one before.
 
 An admin opens a queue for a concert before its tickets are released (0 tickets, offer
-mode); user 1 joins it; the admin releases a ticket, which is offered to user 1, who
-claims it; then the reads; user 1 cancels; then the journal of all that and a webhook. The
+mode); user 1 joins it with a party of two; the admin releases two tickets, which are
+offered to user 1, who claims them; then the reads; user 1 cancels both; then the journal
+of all that and a webhook. The
 operations are registered in this order, so the spec lists them so, and a Postman
 collection converted from it (parameters from examples) runs top to bottom with every
 request answering 2xx. tests/test_openapi_postman.py runs exactly that and compares each
@@ -27,6 +28,9 @@ def _event(**changes) -> dict:
         "waitlistMode": "offer",
         "offerTtlSeconds": 3600,
         "offeredTickets": 0,
+        "maxTicketsPerBooking": 10,
+        "maxOvertakes": 3,
+        "waitingTickets": 0,
         **changes,
     }
 
@@ -36,35 +40,58 @@ INITIALIZE = {
     "totalTickets": 0,
     "waitlistMode": "offer",
     "offerTtlSeconds": 3600,
+    "maxTicketsPerBooking": 10,
+    "maxOvertakes": 3,
 }
 INITIALIZED = _event()
 
-BOOK = {"eventId": EVENT_ID, "userId": USER_ID}
-BOOKED = {"eventId": EVENT_ID, "userId": USER_ID, "status": "waitlisted", "position": 1}
+PARTY = 2  # user 1 books for two
+BOOK = {"eventId": EVENT_ID, "userId": USER_ID, "tickets": PARTY}
+BOOKED = {
+    "eventId": EVENT_ID,
+    "userId": USER_ID,
+    "status": "waitlisted",
+    "position": 1,
+    "tickets": PARTY,
+}
 
-EVENT = _event(waitingListCount=1)
+EVENT = _event(waitingListCount=1, waitingTickets=PARTY)
 
-CHANGE = {"totalTickets": 1}
-CHANGED = _event(totalTickets=1, offeredTickets=1, promotedUserIds=[], offeredUserIds=[USER_ID])
+CHANGE = {"totalTickets": PARTY}
+CHANGED = _event(
+    totalTickets=PARTY, offeredTickets=PARTY, promotedUserIds=[], offeredUserIds=[USER_ID]
+)
 
-CLAIMED = {"eventId": EVENT_ID, "userId": USER_ID, "status": "booked"}
+NOBODY_SERVED = {"promotedUserIds": [], "offeredUserIds": []}
+CLAIMED = {
+    "eventId": EVENT_ID,
+    "userId": USER_ID,
+    "status": "booked",
+    "tickets": PARTY,
+    "releasedTickets": 0,
+    **NOBODY_SERVED,
+}
 
-SOLD_OUT = _event(totalTickets=1)
+SOLD_OUT = _event(totalTickets=PARTY)
 EVENTS_PAGE = {"events": [SOLD_OUT], "nextCursor": None}
-USER_STATE = {"eventId": EVENT_ID, "userId": USER_ID, "status": "booked"}
+USER_STATE = {"eventId": EVENT_ID, "userId": USER_ID, "status": "booked", "tickets": PARTY}
 USER_BOOKINGS = {
     "userId": USER_ID,
-    "bookings": [{"eventId": EVENT_ID, "eventName": "Concert", "status": "booked"}],
+    "bookings": [
+        {"eventId": EVENT_ID, "eventName": "Concert", "status": "booked", "tickets": PARTY}
+    ],
     "nextCursor": None,
 }
-WAITING_LIST = {"eventId": EVENT_ID, "userIds": []}
+WAITING_LIST = {"eventId": EVENT_ID, "userIds": [], "entries": []}
 
+NOBODY_SERVED_FIRST = {**NOBODY_SERVED, "promotedUserId": None, "offeredUserId": None}
 CANCELLED = {
     "eventId": EVENT_ID,
     "userId": USER_ID,
     "status": "cancelled",
-    "promotedUserId": None,
-    "offeredUserId": None,
+    "tickets": PARTY,
+    "remainingTickets": 0,
+    **NOBODY_SERVED_FIRST,
 }
 
 
@@ -89,12 +116,18 @@ HISTORY = {
             INITIALIZE,  # event.created holds what initialize was sent
             "2026-12-01T08:00:00.000Z",
         ),
-        _entry(2, "waitlist.joined", USER_ID, {"position": 1}, "2026-12-01T08:00:01.000Z"),
+        _entry(
+            2,
+            "waitlist.joined",
+            USER_ID,
+            {"position": 1, "tickets": PARTY},
+            "2026-12-01T08:00:01.000Z",
+        ),
         _entry(
             3,
             "event.updated",
             None,
-            {"totalTickets": 1, "promotedUserIds": [], "offeredUserIds": [USER_ID]},
+            {"totalTickets": PARTY, "promotedUserIds": [], "offeredUserIds": [USER_ID]},
             "2026-12-01T08:30:00.000Z",
         ),
         _entry(
@@ -105,15 +138,23 @@ HISTORY = {
                 "cause": "event.updated",
                 "causeUserId": None,
                 "expiresAt": "2026-12-01T09:30:00.000Z",
+                "overtookUserIds": [],
+                "tickets": PARTY,
             },
             "2026-12-01T08:30:00.000Z",
         ),
-        _entry(5, "offer.claimed", USER_ID, {}, "2026-12-01T08:31:00.000Z"),
+        _entry(
+            5,
+            "offer.claimed",
+            USER_ID,
+            {"tickets": PARTY, "releasedTickets": 0, **NOBODY_SERVED_FIRST},
+            "2026-12-01T08:31:00.000Z",
+        ),
         _entry(
             6,
             "booking.cancelled",
             USER_ID,
-            {"promotedUserId": None, "offeredUserId": None},
+            {"tickets": PARTY, "remainingTickets": 0, **NOBODY_SERVED_FIRST},
             "2026-12-01T08:45:00.000Z",
         ),
     ],

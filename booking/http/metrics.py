@@ -32,11 +32,11 @@ def scrape():
     return Response(body, content_type=content_type)
 
 
-def _database_figures() -> tuple[dict[str, int], float | None]:
-    """Delivery results and the oldest undelivered entry's age; nothing if the database
-    does not answer (the process's own metrics are still worth a scrape)."""
+def _database_figures() -> tuple[dict[str, int], float | None, int]:
+    """The figures read from the database (notify/webhooks.py); nothing if it does not
+    answer (the process's own metrics are still worth a scrape)."""
     try:
-        return current_app.extensions["webhooks"].delivery_figures()
+        return current_app.extensions["webhooks"].figures()
     except SQLAlchemyError as error:
         log.warning("metrics: the database did not answer", extra={"error": repr(error)})
-        return {}, None
+        return {}, None, 0

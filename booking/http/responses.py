@@ -18,19 +18,43 @@ class EventSchema(StrictSchema):
         data_key="offeredTickets",
         metadata={"description": "held for offers; booked + offered + available = total"},
     )
+    max_tickets_per_booking = fields.Integer(
+        data_key="maxTicketsPerBooking",
+        metadata={"description": "the most tickets one booking (a party) may have"},
+    )
+    max_overtakes = fields.Integer(
+        data_key="maxOvertakes",
+        metadata={"description": "how often a waiting party may be passed over"},
+    )
+    waiting_tickets = fields.Integer(
+        data_key="waitingTickets",
+        metadata={"description": "the waiting parties' tickets (waitingListCount: parties)"},
+    )
+
+
+def _promoted() -> fields.List:
+    return fields.List(
+        fields.Integer(),
+        data_key="promotedUserIds",
+        metadata={"description": "waiting parties booked by this change, in the order served"},
+    )
+
+
+def _offered() -> fields.List:
+    return fields.List(
+        fields.Integer(),
+        data_key="offeredUserIds",
+        metadata={"description": "offer mode: waiting parties offered their tickets, in order"},
+    )
+
+
+def _tickets(description: str) -> fields.Integer:
+    return fields.Integer(required=True, metadata={"description": description})
 
 
 class EventChangedSchema(EventSchema):
-    promoted_user_ids = fields.List(
-        fields.Integer(),
-        data_key="promotedUserIds",
-        metadata={"description": "users given a ticket by this change, in line order"},
-    )
-    offered_user_ids = fields.List(
-        fields.Integer(),
-        data_key="offeredUserIds",
-        metadata={"description": "offer mode: users offered a ticket by this change, in order"},
-    )
+    promoted_user_ids = _promoted()
+    offered_user_ids = _offered()
 
 
 class EventsPageSchema(StrictSchema):
@@ -44,7 +68,11 @@ class UserBookingSchema(StrictSchema):
     status = fields.String(
         required=True, validate=validate.OneOf(["booked", "waitlisted", "offered"])
     )
+    tickets = _tickets("booked, waited for, or offered")
     position = fields.Integer(metadata={"description": "1-based place in line; waitlisted only"})
+    overtakes = fields.Integer(
+        metadata={"description": "waitlisted only: how often the party was passed over"}
+    )
     offer_expires_at = Rfc3339(
         data_key="offerExpiresAt", metadata={"description": "offered only: when it lapses"}
     )
@@ -64,7 +92,10 @@ class BookingResult(StrictSchema):
     )
     event_id = fields.Integer(data_key="eventId", required=True)
     user_id = fields.Integer(data_key="userId", required=True)
-    position = fields.Integer(metadata={"description": "1-based place in line; waitlisted only"})
+    tickets = _tickets("the party's tickets, booked or waited for")
+    position = fields.Integer(
+        metadata={"description": "1-based place in line (in parties); waitlisted only"}
+    )
 
 
 class CancelResult(StrictSchema):
@@ -74,21 +105,26 @@ class CancelResult(StrictSchema):
     )
     event_id = fields.Integer(data_key="eventId", required=True)
     user_id = fields.Integer(data_key="userId", required=True)
+    tickets = _tickets("given back")
+    remaining_tickets = fields.Integer(
+        data_key="remainingTickets",
+        required=True,
+        metadata={"description": "what the user still has there: booked, or waited for"},
+    )
+    position = fields.Integer(
+        metadata={"description": "left_waiting_list with remainingTickets: the party's place"}
+    )
+    promoted_user_ids = _promoted()
+    offered_user_ids = _offered()
     promoted_user_id = fields.Integer(
         data_key="promotedUserId",
         allow_none=True,
-        metadata={
-            "description": "cancelled or declined_offer: the waiting user who got the ticket,"
-            " or null"
-        },
+        metadata={"description": "the first of promotedUserIds, or null"},
     )
     offered_user_id = fields.Integer(
         data_key="offeredUserId",
         allow_none=True,
-        metadata={
-            "description": "cancelled or declined_offer: the waiting user offered the ticket"
-            " (offer mode), or null"
-        },
+        metadata={"description": "the first of offeredUserIds, or null"},
     )
 
 
@@ -96,6 +132,14 @@ class ClaimResult(StrictSchema):
     status = fields.String(required=True, validate=validate.OneOf(["booked"]))
     event_id = fields.Integer(data_key="eventId", required=True)
     user_id = fields.Integer(data_key="userId", required=True)
+    tickets = _tickets("booked by this claim")
+    released_tickets = fields.Integer(
+        data_key="releasedTickets",
+        required=True,
+        metadata={"description": "offered but not claimed: freed for the waiting line"},
+    )
+    promoted_user_ids = _promoted()
+    offered_user_ids = _offered()
 
 
 class UserStateSchema(StrictSchema):
@@ -104,15 +148,32 @@ class UserStateSchema(StrictSchema):
     status = fields.String(
         required=True, validate=validate.OneOf(["booked", "waitlisted", "offered", "none"])
     )
+    tickets = fields.Integer(metadata={"description": "booked, waited for, or offered"})
     position = fields.Integer(metadata={"description": "1-based place in line; waitlisted only"})
+    overtakes = fields.Integer(
+        metadata={"description": "waitlisted only: how often the party was passed over"}
+    )
     offer_expires_at = Rfc3339(
         data_key="offerExpiresAt", metadata={"description": "offered only: when it lapses"}
+    )
+
+
+class WaitingPartySchema(StrictSchema):
+    user_id = fields.Integer(data_key="userId", required=True)
+    tickets = _tickets("the party's tickets")
+    overtakes = fields.Integer(
+        required=True, metadata={"description": "how often the party was passed over"}
     )
 
 
 class WaitingListSchema(StrictSchema):
     event_id = fields.Integer(data_key="eventId", required=True)
     user_ids = fields.List(fields.Integer(), data_key="userIds", required=True)
+    entries = fields.List(
+        fields.Nested(WaitingPartySchema),
+        required=True,
+        metadata={"description": "the same parties in line order, with their tickets"},
+    )
 
 
 class HealthSchema(StrictSchema):
@@ -130,6 +191,21 @@ class ProblemSchema(StrictSchema):
     position = fields.Integer(metadata={"description": "already-waiting: the place in line"})
     held = fields.Integer(
         metadata={"description": "capacity-below-held: tickets booked or offered"}
+    )
+    max_tickets_per_booking = fields.Integer(
+        data_key="maxTicketsPerBooking",
+        metadata={"description": "too-many-tickets on a booking: the event's limit"},
+    )
+    total_tickets = fields.Integer(
+        data_key="totalTickets",
+        metadata={"description": "too-many-tickets on a booking: the event's tickets"},
+    )
+    user_tickets = fields.Integer(
+        data_key="userTickets",
+        metadata={
+            "description": "too-many-tickets on a cancel or claim: what the user has there"
+            " (an offer is declined whole)"
+        },
     )
     offer_expires_at = fields.String(
         data_key="offerExpiresAt", metadata={"description": "already-offered: when it lapses"}

@@ -114,11 +114,53 @@ def _offer_ttl() -> fields.Integer:
     )
 
 
+MAX_PARTY = 1000  # tickets one booking may ask for, at most, whatever the event allows
+
+
+def _max_tickets_per_booking() -> fields.Integer:
+    return fields.Integer(
+        data_key="maxTicketsPerBooking",
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_PARTY),
+        metadata={
+            "description": "the most tickets one booking (a party) may have; default 10",
+            "example": 10,
+        },
+    )
+
+
+def _max_overtakes() -> fields.Integer:
+    return fields.Integer(
+        data_key="maxOvertakes",
+        strict=True,
+        validate=validate.Range(min=0, max=1000),
+        metadata={
+            "description": "how often a waiting party may be passed over by a smaller one"
+            " behind it that fits the free tickets; 0: strict line order; default 3",
+            "example": 3,
+        },
+    )
+
+
+def tickets_field(description: str) -> fields.Integer:
+    return fields.Integer(
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_PARTY),
+        metadata={"description": description, "example": 2},
+    )
+
+
+# The settings an admin may give at creation (beyond name and tickets) or change later.
+SETTINGS = ("waitlist_mode", "offer_ttl_seconds", "max_tickets_per_booking", "max_overtakes")
+
+
 class InitializeRequest(StrictSchema):
     event_name = _event_name(required=True)
     total_tickets = _total_tickets(required=True)
     waitlist_mode = _waitlist_mode()
     offer_ttl_seconds = _offer_ttl()
+    max_tickets_per_booking = _max_tickets_per_booking()
+    max_overtakes = _max_overtakes()
 
 
 class EventChangeRequest(StrictSchema):
@@ -132,13 +174,15 @@ class EventChangeRequest(StrictSchema):
     )
     waitlist_mode = _waitlist_mode()
     offer_ttl_seconds = _offer_ttl()
+    max_tickets_per_booking = _max_tickets_per_booking()
+    max_overtakes = _max_overtakes()
 
     @validates_schema
     def not_empty(self, data, **kwargs):
         if not data:
             raise ValidationError(
                 "Send at least one of eventName, totalTickets, salesOpen, waitlistMode,"
-                " offerTtlSeconds."
+                " offerTtlSeconds, maxTicketsPerBooking, maxOvertakes."
             )
 
 
@@ -187,3 +231,7 @@ class PageQuery(StrictSchema):
 class BookingRequest(StrictSchema):
     user_id = _id("userId", "The user booking or cancelling")
     event_id = _id("eventId", "The event")
+    tickets = tickets_field(
+        "book: the party's tickets (default 1); cancel: how many to give back, claim: how"
+        " many of the offer to book (default all)"
+    )

@@ -172,11 +172,13 @@ class Webhooks:
         ]
         return found, next_after
 
-    def delivery_figures(self) -> tuple[dict[str, int], float | None]:
-        """Delivery attempts by result, and the age in seconds of the oldest entry an
-        enabled webhook still waits for (None: nothing waits), for /metrics."""
+    def figures(self) -> tuple[dict[str, int], float | None, int]:
+        """For /metrics: delivery attempts by result, the age in seconds of the oldest
+        entry an enabled webhook still waits for (None: nothing waits), and the free
+        tickets held back for blocking parties."""
         with self.engine.connect() as conn:
             results = webhook_store.delivery_results(conn)
             oldest = webhook_store.oldest_undelivered_at(conn)
             now = journal.database_now(conn)
-        return results, None if oldest is None else (now - oldest).total_seconds()
+            held_back = tickets.held_back_tickets(conn)
+        return results, None if oldest is None else (now - oldest).total_seconds(), held_back

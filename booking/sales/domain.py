@@ -25,11 +25,14 @@ class EventState:
     name: str
     total_tickets: int
     available_tickets: int
-    waiting_count: int
+    waiting_count: int  # parties
     sales_open: bool = True
     waitlist_mode: str = AUTO
     offer_ttl_seconds: int = 3600
     offered_tickets: int = 0
+    max_tickets_per_booking: int = 10
+    max_overtakes: int = 3
+    waiting_tickets: int = 0
 
     @classmethod
     def of(cls, row) -> "EventState":
@@ -44,14 +47,24 @@ class EventState:
             row.waitlist_mode,
             row.offer_ttl_seconds,
             row.offered_tickets,
+            row.max_tickets_per_booking,
+            row.max_overtakes,
+            row.waiting_tickets,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """Whom an allocation served, in the order it served them (booked, or offered)."""
+
+    promoted_user_ids: list[int] = field(default_factory=list)
+    offered_user_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
 class EventChanged:
     event: EventState
-    promoted_user_ids: list[int]  # in line order: given the tickets a larger total freed
-    offered_user_ids: list[int] = field(default_factory=list)  # ... or offered them
+    served: Served
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +78,9 @@ class UserBooking:
     event_id: int
     event_name: str
     status: str  # "booked", "waitlisted" or "offered"
+    tickets: int
     position: int | None = None
+    overtakes: int | None = None
     offer_expires_at: datetime | None = None
 
 
@@ -80,43 +95,38 @@ class UserBookingsPage:
 class Booked:
     event_id: int
     user_id: int
+    tickets: int = 1
 
 
 @dataclass(frozen=True, slots=True)
 class Waitlisted:
     event_id: int
     user_id: int
-    position: int  # 1-based place in line when the user joined
+    position: int  # 1-based place in line (in parties) when the party joined
+    tickets: int = 1
 
 
 @dataclass(frozen=True, slots=True)
 class Cancelled:
+    """Tickets given back: `status` says what they were (cancelled: booked;
+    declined_offer: offered; left_waiting_list: a place in line)."""
+
+    status: str
     event_id: int
     user_id: int
-    promoted_user_id: int | None  # the waiting user who got the freed ticket
-    offered_user_id: int | None = None  # ... or who was offered it
-
-
-@dataclass(frozen=True, slots=True)
-class DeclinedOffer:
-    """A user holding an offer cancelled: the ticket passed on."""
-
-    event_id: int
-    user_id: int
-    promoted_user_id: int | None
-    offered_user_id: int | None
+    tickets: int  # given back
+    remaining_tickets: int  # the user still has there (a booking, or a place)
+    served: Served
+    position: int | None = None  # a party that waits on with fewer tickets
 
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
     event_id: int
     user_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class LeftWaitingList:
-    event_id: int
-    user_id: int
+    tickets: int
+    released_tickets: int  # offered but not claimed: freed for the line
+    served: Served
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +134,9 @@ class UserState:
     event_id: int
     user_id: int
     status: str  # "booked", "waitlisted", "offered" or "none"
+    tickets: int | None = None
     position: int | None = None
+    overtakes: int | None = None
     offer_expires_at: datetime | None = None
 
 
@@ -139,7 +151,10 @@ class EventNotFound(BookingError):
 
 class AlreadyBooked(BookingError):
     def __init__(self, event_id: int, user_id: int):
-        super().__init__(f"User {user_id} already holds a ticket for event {event_id}.")
+        super().__init__(
+            f"User {user_id} already holds tickets for event {event_id}; cancel them (or some)"
+            " to book anew."
+        )
 
 
 class AlreadyWaiting(BookingError):
@@ -149,6 +164,14 @@ class AlreadyWaiting(BookingError):
             f"User {user_id} is already on the waiting list for event {event_id}"
             f" at position {position}."
         )
+
+
+class TooManyTickets(BookingError):
+    """More tickets than a booking may have, or than the user has to give back or claim."""
+
+    def __init__(self, event_id: int, asked: int, detail: str, **extra):
+        self.extra = extra  # the limits that were crossed, for the problem's members
+        super().__init__(f"{asked} tickets for event {event_id}: {detail}")
 
 
 class NothingToCancel(BookingError):
@@ -165,7 +188,8 @@ class CapacityBelowHeld(BookingError):
     def __init__(self, event_id: int, total: int, held: int):
         self.held = held
         super().__init__(
-            f"Event {event_id} has {held} tickets booked; totalTickets cannot go below that"
+            f"Event {event_id} has {held} tickets booked or offered; totalTickets cannot go"
+            " below that"
             f" (asked for {total})."
         )
 

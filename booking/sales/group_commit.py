@@ -128,7 +128,6 @@ class GroupCommit:
             for change in batch:
                 change.error = error
             return len(batch)
-        tx.committed()
         metrics.committed(tx.facts)
         for change, (result, error) in zip(batch, outcomes, strict=False):
             change.result, change.error = result, error
@@ -144,7 +143,6 @@ class GroupCommit:
         except Exception as error:
             change.error = error
             return
-        tx.committed()
         metrics.committed(tx.facts)
         change.result, change.error = outcomes[0]
         self.batches += 1  # only the leading thread writes it: one at a time
@@ -152,14 +150,18 @@ class GroupCommit:
     def _transaction(self, batch: list[Change], alone: bool):
         """One attempt: the batch's changes in one protected transaction."""
         conn = self._connection()
+        tx = Batch(conn, self.waiting_lists, self.lock.lock_rows)
         try:
             with self.lock.transaction(conn):
-                tx = Batch(conn, self.waiting_lists, self.lock.lock_rows)
                 tx.locked_at = time.monotonic()
                 outcomes = self._apply(tx, batch, alone)
         except BaseException:
-            self._close_connection()  # rolled back, or lost: start afresh from the pool
+            # Rolled back (or lost): the line copies it changed are not the table's.
+            for event_id in tx.touched_lines():
+                self.waiting_lists.drop(event_id)
+            self._close_connection()  # start afresh from the pool
             raise
+        tx.committed()  # under the process lock still: nobody reads a copy half-stamped
         return outcomes, tx
 
     def _apply(self, tx: Batch, batch: list[Change], alone: bool) -> list:

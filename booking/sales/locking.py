@@ -34,7 +34,8 @@ T = TypeVar("T")
 # session touch a table (or alias) it did not name.
 LOCK_TABLES = (
     "LOCK TABLES events WRITE, bookings WRITE, waiting_list_entries WRITE,"
-    " idempotency_keys WRITE, journal_entries WRITE, offers WRITE"
+    " idempotency_keys WRITE, journal_entries WRITE, offers WRITE,"
+    " waiting_list_changes WRITE"
 )
 DEADLOCK = 1213  # ER_LOCK_DEADLOCK, SQLSTATE 40001; Galera's certification failure too
 

@@ -1,20 +1,23 @@
 """The booking rules: create, book, cancel, claim, change an event, settle lapsed offers.
 
 Every change is a rule run by the group commit (group_commit.py) against its batch's
-view (batch.py). The rules keep the invariants whole (booked + offered +
-available = total, nobody waits while a ticket is free, a user holds at most
-one ticket, offer or place per event), decide every refusal before they change
-anything, and journal each fact they commit (storage/journal.py). No Flask, no SQL.
+view (batch.py). The rules keep the invariants whole (booked + offered + available
+= total, parties served whole, a user holds at most one booking, offer or place per
+event), decide every refusal before they change anything, and journal each fact
+they commit (storage/journal.py). Whatever frees tickets, or changes who could use
+them, runs the allocation (allocation.py). No Flask, no SQL.
 
-A freed ticket (a cancellation, a declined or lapsed offer, more capacity) goes
-to the head of the line by the event's mode at that moment: in "auto" it is
-booked for them at once; in "offer" it is held for them until
-offer_ttl_seconds later, to claim or decline.
+A booking is a party of `tickets` (1 unless asked); a buyer who is present books
+when the allocation serves them at once, else waits in line. Freed tickets go to
+the waiting parties by the allocation: booked for them in "auto" mode, offered
+(held until offer_ttl_seconds later, to claim or decline) in "offer" mode.
 """
 
+from dataclasses import replace
+
+from .allocation import allocate, listed
 from .batch import Batch, EventView
 from .domain import (
-    OFFER,
     AlreadyBooked,
     AlreadyOffered,
     AlreadyWaiting,
@@ -22,166 +25,203 @@ from .domain import (
     Cancelled,
     CapacityBelowHeld,
     Claimed,
-    DeclinedOffer,
     EventChanged,
     EventNotFound,
     EventState,
-    LeftWaitingList,
     NoOffer,
     NothingToCancel,
     SalesClosed,
+    TooManyTickets,
     Waitlisted,
     rfc3339,
 )
 
+# The journal's names for an event's settings, and the rules' own.
+SETTINGS = {
+    "name": "eventName",
+    "total_tickets": "totalTickets",
+    "sales_open": "salesOpen",
+    "waitlist_mode": "waitlistMode",
+    "offer_ttl_seconds": "offerTtlSeconds",
+    "max_tickets_per_booking": "maxTicketsPerBooking",
+    "max_overtakes": "maxOvertakes",
+}
 
-def create(tx: Batch, name: str, total: int, mode: str, ttl: int) -> EventState:
-    event_id = tx.create_event(name, total, mode, ttl)
-    facts = {"eventName": name, "totalTickets": total, "waitlistMode": mode, "offerTtlSeconds": ttl}
-    tx.record("event.created", event_id, **facts)
-    return EventState(event_id, name, total, total, 0, True, mode, ttl, 0)
+
+def create(tx: Batch, settings: dict) -> EventState:
+    """A new event; `settings` has every key of SETTINGS but sales_open."""
+    event_id = tx.create_event(settings)
+    tx.record("event.created", event_id, **{SETTINGS[k]: v for k, v in settings.items()})
+    total = settings["total_tickets"]
+    return EventState(
+        event_id,
+        settings["name"],
+        total,
+        total,
+        0,
+        True,
+        settings["waitlist_mode"],
+        settings["offer_ttl_seconds"],
+        0,
+        settings["max_tickets_per_booking"],
+        settings["max_overtakes"],
+    )
 
 
-def book(tx: Batch, event_id: int, user_id: int) -> Booked | Waitlisted:
+def book(tx: Batch, event_id: int, user_id: int, tickets: int = 1) -> Booked | Waitlisted:
     event = existing(tx.event(event_id), event_id)
     if not event.sales_open:
         raise SalesClosed(event_id)
-    if tx.holds_ticket(event, user_id):
+    if tx.booked(event, user_id):
         raise AlreadyBooked(event_id, user_id)
-    if (expires_at := tx.offer_of(event, user_id)) is not None:
-        raise AlreadyOffered(event_id, user_id, expires_at)
-    if tx.place(event, user_id) is not None:
-        raise AlreadyWaiting(event_id, user_id, tx.position(event, user_id))
-    if event.available_tickets > 0:
-        # A free ticket means nobody waits.
-        tx.take_ticket(event)
-        tx.add_booking(event, user_id)
-        tx.record("booking.booked", event_id, user_id)
-        return Booked(event_id, user_id)
-    position = tx.join_waiting_list(event, user_id)
-    tx.record("waitlist.joined", event_id, user_id, position=position)
-    return Waitlisted(event_id, user_id, position)
+    if event.offered_tickets and (offer := tx.offers(event).of(user_id)) is not None:
+        raise AlreadyOffered(event_id, user_id, offer.expires_at)
+    if (party := tx.place(event, user_id)) is not None:
+        raise AlreadyWaiting(event_id, user_id, tx.line(event).line.position(party.seq))
+    if tickets > event.max_tickets_per_booking:
+        raise TooManyTickets(
+            event_id,
+            tickets,
+            f"a booking may have at most {event.max_tickets_per_booking}.",
+            maxTicketsPerBooking=event.max_tickets_per_booking,
+            totalTickets=event.total_tickets,
+        )
+    if not event.waiting_count and tickets <= event.available_tickets:
+        # Nobody waits and the tickets are free: what the allocation would do, at once.
+        tx.book(event, user_id, tickets)
+        tx.record("booking.booked", event_id, user_id, tickets=tickets, overtookUserIds=[])
+        return Booked(event_id, user_id, tickets)
+    party = tx.join(event, user_id, tickets)
+    _, passed = allocate(tx, event, "booking.booked", user_id, newcomer=party)
+    if passed is not None:
+        tx.record("booking.booked", event_id, user_id, tickets=tickets, overtookUserIds=passed)
+        return Booked(event_id, user_id, tickets)
+    position = event.waiting_count  # the newcomer is the last in line
+    tx.record("waitlist.joined", event_id, user_id, tickets=tickets, position=position)
+    return Waitlisted(event_id, user_id, position, tickets)
 
 
-def cancel(tx: Batch, event_id: int, user_id: int) -> Cancelled | DeclinedOffer | LeftWaitingList:
-    """Give back a ticket, decline an offer, or leave the line."""
+def cancel(tx: Batch, event_id: int, user_id: int, tickets: int | None = None) -> Cancelled:
+    """Give back booked tickets (some or all), decline an offer, or leave the line (or
+    wait for fewer tickets)."""
     event = existing(tx.event(event_id), event_id)
-    if tx.holds_ticket(event, user_id):
-        tx.delete_booking(event, user_id)
-        return Cancelled(event_id, user_id, *_freed(tx, event, "booking.cancelled", user_id))
-    if tx.offer_of(event, user_id) is not None:
+    if booked := tx.booked(event, user_id):
+        count = _some_of(event_id, booked, tickets, "booked")
+        tx.unbook(event, user_id, count)
+        return _freed(tx, event, "cancelled", "booking.cancelled", user_id, count, booked - count)
+    if event.offered_tickets and (offer := tx.offers(event).of(user_id)) is not None:
+        if tickets is not None and tickets != offer.tickets:
+            raise TooManyTickets(
+                event_id,
+                tickets,
+                f"an offer is declined whole ({offer.tickets}); claim fewer instead.",
+                userTickets=offer.tickets,
+            )
         tx.end_offer(event, user_id)
-        return DeclinedOffer(event_id, user_id, *_freed(tx, event, "offer.declined", user_id))
-    if tx.place(event, user_id) is not None:
-        tx.leave_waiting_list(event, user_id)
-        tx.record("waitlist.left", event_id, user_id)
-        return LeftWaitingList(event_id, user_id)
+        tx.free(event, offer.tickets)
+        return _freed(tx, event, "declined_offer", "offer.declined", user_id, offer.tickets, 0)
+    if (party := tx.place(event, user_id)) is not None:
+        count = _some_of(event_id, party.tickets, tickets, "waiting for")
+        remaining = party.tickets - count
+        if remaining:
+            tx.shrink(event, party, count)
+            cause = "waitlist.reduced"
+        else:
+            tx.leave(event, party)
+            cause = "waitlist.left"
+        left = _freed(tx, event, "left_waiting_list", cause, user_id, count, remaining)
+        still = tx.place(event, user_id) if remaining else None
+        if still is None:
+            return left
+        return replace(left, position=tx.line(event).line.position(still.seq))
     raise NothingToCancel(event_id, user_id)
 
 
-def claim(tx: Batch, event_id: int, user_id: int) -> Claimed:
-    """Book the ticket held for the user. Sales need not be open: it is theirs already."""
+def claim(tx: Batch, event_id: int, user_id: int, tickets: int | None = None) -> Claimed:
+    """Book `tickets` of the user's offer (all unless asked) and free the rest. Sales need
+    not be open: they are theirs already."""
     event = existing(tx.event(event_id), event_id)
-    expires_at = tx.offer_of(event, user_id)
+    offer = tx.offers(event).of(user_id) if event.offered_tickets else None
     # Lapsed offers were settled when the batch began, by the database's clock; the
     # second test only guards the rule on its own.
-    if expires_at is None or expires_at <= tx.now():
-        raise NoOffer(event_id, user_id, tx.lapsed_at(event, user_id))
+    if offer is None or offer.expires_at <= tx.now():
+        raise NoOffer(event_id, user_id, tx.offers(event).lapsed_at(tx.conn, event_id, user_id))
+    count = _some_of(event_id, offer.tickets, tickets, "offered")
     tx.end_offer(event, user_id)
-    tx.add_booking(event, user_id)
-    tx.record("offer.claimed", event_id, user_id)
-    return Claimed(event_id, user_id)
+    tx.add_booking(event, user_id, count)
+    released = offer.tickets - count
+    fact = tx.record("offer.claimed", event_id, user_id, tickets=count, releasedTickets=released)
+    tx.free(event, released)
+    served, _ = allocate(tx, event, "offer.claimed", user_id)
+    fact.update(listed(served))
+    return Claimed(event_id, user_id, count, released, served)
 
 
 def settle_lapsed_offers(tx: Batch) -> None:
-    """Before a batch's changes: every offer past its time passes its ticket on."""
+    """Before a batch's changes: every offer past its time frees its tickets; those of an
+    event that lapsed together are freed together, then the allocation runs once, and
+    each lapse's fact says whom it served (the cause's user: the one lapsed, if alone)."""
     for event in tx.events():
-        for user_id in tx.lapsed_offers(event):
-            expires_at = tx.end_offer(event, user_id, lapsed=True)
-            _freed(tx, event, "offer.expired", user_id, expiresAt=rfc3339(expires_at))
+        lapsed = tx.offers(event).lapsed() if event.offered_tickets else []
+        if not lapsed:
+            continue
+        facts = []
+        for offer in lapsed:
+            tx.end_offer(event, offer.user_id, lapsed=True)
+            tx.free(event, offer.tickets)
+            facts.append(
+                tx.record(
+                    "offer.expired",
+                    event.id,
+                    offer.user_id,
+                    tickets=offer.tickets,
+                    expiresAt=rfc3339(offer.expires_at),
+                )
+            )
+        alone = lapsed[0].user_id if len(lapsed) == 1 else None
+        served, _ = allocate(tx, event, "offer.expired", alone)
+        for fact in facts:
+            fact.update(listed(served))
 
 
-def change_event(
-    tx: Batch,
-    event_id: int,
-    name: str | None = None,
-    total_tickets: int | None = None,
-    sales_open: bool | None = None,
-    waitlist_mode: str | None = None,
-    offer_ttl_seconds: int | None = None,
-) -> EventChanged:
-    """An admin's change. A new mode or offer time applies to tickets freed from now on,
-    this change's included. More tickets go to the head of the line first, in line
-    order; fewer remove unsold tickets, never below those booked or offered."""
+def change_event(tx: Batch, event_id: int, **values) -> EventChanged:
+    """An admin's change to any of SETTINGS. A new mode or offer time applies to tickets
+    freed from now on, this change's included. More tickets, a higher overtake limit,
+    or anything else that could serve someone runs the allocation; fewer tickets remove
+    free ones, never below those booked or offered."""
     event = existing(tx.event(event_id), event_id)
-    held = event.total_tickets - event.available_tickets
-    if total_tickets is not None and total_tickets < held:
-        raise CapacityBelowHeld(event_id, total_tickets, held)
-    given = {
-        "eventName": name,
-        "totalTickets": total_tickets,
-        "salesOpen": sales_open,
-        "waitlistMode": waitlist_mode,
-        "offerTtlSeconds": offer_ttl_seconds,
-    }
-    promoted, offered = [], []
-    tx.record(
-        "event.updated",
-        event_id,
-        **{k: v for k, v in given.items() if v is not None},
-        promotedUserIds=promoted,  # filled in below, written at the batch's end
-        offeredUserIds=offered,
-    )
-    values = {
-        "name": name,
-        "sales_open": sales_open,
-        "waitlist_mode": waitlist_mode,
-        "offer_ttl_seconds": offer_ttl_seconds,
-    }
-    tx.change_event(event, **{k: v for k, v in values.items() if v is not None})
-    if total_tickets is not None:
-        added = total_tickets - event.total_tickets
-        tx.change_event(event, total_tickets=total_tickets)
-        if added < 0:
-            tx.change_event(event, available_tickets=event.available_tickets + added)
-        while added > 0:
-            added -= 1
-            to_booked, to_offered = pass_on_ticket(tx, event, "event.updated", None)
-            if to_booked is None and to_offered is None:  # the line is empty
-                tx.change_event(event, available_tickets=event.available_tickets + added)
-                break
-            (promoted if to_booked is not None else offered).append(to_booked or to_offered)
-    return EventChanged(EventState.of(event), promoted, offered)
+    given = {name: value for name, value in values.items() if value is not None}
+    taken = event.total_tickets - event.available_tickets
+    total = given.get("total_tickets")
+    if total is not None and total < taken:
+        raise CapacityBelowHeld(event_id, total, taken)
+    fact = tx.record("event.updated", event_id, **{SETTINGS[k]: v for k, v in given.items()})
+    if total is not None:
+        given["available_tickets"] = event.available_tickets + total - event.total_tickets
+    tx.change_event(event, **given)
+    served, _ = allocate(tx, event, "event.updated", None)
+    fact.update(promotedUserIds=served.promoted_user_ids, offeredUserIds=served.offered_user_ids)
+    return EventChanged(EventState.of(event), served)
 
 
-def _freed(tx: Batch, event: EventView, cause: str, user_id: int, **data):
-    """Journal the fact `cause` that freed a ticket, pass the ticket on, and note in the
-    fact where it went: (promoted user, offered user)."""
-    fact = tx.record(cause, event.id, user_id, **data)
-    promoted, offered = pass_on_ticket(tx, event, cause, user_id)
-    fact.update(promotedUserId=promoted, offeredUserId=offered)
-    return promoted, offered
+def _freed(tx: Batch, event: EventView, status, cause, user_id, count, remaining) -> Cancelled:
+    """Journal the fact `cause` that gave back `count` tickets (or a place), run the
+    allocation, and note in the fact whom it served."""
+    fact = tx.record(cause, event.id, user_id, tickets=count, remainingTickets=remaining)
+    served, _ = allocate(tx, event, cause, user_id)
+    fact.update(listed(served))
+    return Cancelled(status, event.id, user_id, count, remaining, served)
 
 
-def pass_on_ticket(
-    tx: Batch, event: EventView, cause: str, cause_user_id: int | None
-) -> tuple[int | None, int | None]:
-    """A freed ticket goes to the head of the line (booked, or offered), else it becomes
-    available: (promoted user, offered user), at most one of them. `cause` is the
-    journal type of the change that freed it."""
-    head = tx.head(event)
-    if head is None:
-        tx.release_ticket(event)
-        return None, None
-    seq = tx.leave_waiting_list(event, head)
-    why = {"cause": cause, "causeUserId": cause_user_id}
-    if event.waitlist_mode == OFFER:
-        expires_at = tx.add_offer(event, head, seq)
-        tx.record("offer.created", event.id, head, expiresAt=rfc3339(expires_at), **why)
-        return None, head
-    tx.add_booking(event, head)
-    tx.record("booking.promoted", event.id, head, **why)
-    return head, None
+def _some_of(event_id: int, held: int, asked: int | None, what: str) -> int:
+    """How many of the `held` tickets a request means: all, or `asked` if not more."""
+    if asked is None:
+        return held
+    if asked > held:
+        raise TooManyTickets(
+            event_id, asked, f"the user has {held} {what}, not more.", userTickets=held
+        )
+    return asked
 
 
 def existing(event, event_id: int):

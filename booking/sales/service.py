@@ -1,20 +1,20 @@
 """The service's entry points: changes go through the group commit to the rules
 (rules.py), reads go straight to SQL."""
 
+from dataclasses import dataclass
+
 from sqlalchemy import Engine
 
+from ..storage import lines, tickets
 from ..storage import offers as offer_store
-from ..storage import tickets
 from . import rules
 from .domain import (
     Booked,
     Cancelled,
     Claimed,
-    DeclinedOffer,
     EventChanged,
     EventsPage,
     EventState,
-    LeftWaitingList,
     UserBooking,
     UserBookingsPage,
     UserState,
@@ -26,6 +26,21 @@ from .idempotency import Key
 from .locking import BookingLock
 from .rules import existing
 from .waiting_lists import WaitingLists
+
+# What an event is created with unless the admin says otherwise.
+DEFAULTS = {
+    "waitlist_mode": "auto",
+    "offer_ttl_seconds": 3600,
+    "max_tickets_per_booking": 10,
+    "max_overtakes": 3,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingParty:
+    user_id: int
+    tickets: int
+    overtakes: int
 
 
 class BookingService:
@@ -41,29 +56,33 @@ class BookingService:
 
     # Each change takes an optional Idempotency-Key; with one, it returns its Answer.
 
-    def initialize(
-        self, name: str, total: int, mode: str = "auto", ttl: int = 3600, key: Key | None = None
-    ) -> EventState:
-        rule = lambda tx: rules.create(tx, name, total, mode, ttl)  # noqa: E731
-        return self.changes.run(None, None, rule, key)
+    def initialize(self, name: str, total: int, key: Key | None = None, **settings) -> EventState:
+        """A new event; `settings` may set any of DEFAULTS' keys."""
+        given = {k: v for k, v in settings.items() if v is not None}
+        values = {"name": name, "total_tickets": total, **DEFAULTS, **given}
+        return self.changes.run(None, None, lambda tx: rules.create(tx, values), key)
 
     def change_event(self, event_id: int, key: Key | None = None, **values) -> EventChanged:
         return self.changes.run(
             event_id, None, lambda tx: rules.change_event(tx, event_id, **values), key
         )
 
-    def book(self, event_id: int, user_id: int, key: Key | None = None) -> Booked | Waitlisted:
-        rule = lambda tx: rules.book(tx, event_id, user_id)  # noqa: E731
+    def book(
+        self, event_id: int, user_id: int, tickets: int = 1, key: Key | None = None
+    ) -> Booked | Waitlisted:
+        rule = lambda tx: rules.book(tx, event_id, user_id, tickets)  # noqa: E731
         return self.changes.run(event_id, user_id, rule, key)
 
     def cancel(
-        self, event_id: int, user_id: int, key: Key | None = None
-    ) -> Cancelled | DeclinedOffer | LeftWaitingList:
-        rule = lambda tx: rules.cancel(tx, event_id, user_id)  # noqa: E731
+        self, event_id: int, user_id: int, tickets: int | None = None, key: Key | None = None
+    ) -> Cancelled:
+        rule = lambda tx: rules.cancel(tx, event_id, user_id, tickets)  # noqa: E731
         return self.changes.run(event_id, user_id, rule, key)
 
-    def claim(self, event_id: int, user_id: int, key: Key | None = None) -> Claimed:
-        rule = lambda tx: rules.claim(tx, event_id, user_id)  # noqa: E731
+    def claim(
+        self, event_id: int, user_id: int, tickets: int | None = None, key: Key | None = None
+    ) -> Claimed:
+        rule = lambda tx: rules.claim(tx, event_id, user_id, tickets)  # noqa: E731
         return self.changes.run(event_id, user_id, rule, key)
 
     def settle(self, event_id: int) -> None:
@@ -77,9 +96,8 @@ class BookingService:
 
     def events(self, after_id: int, limit: int) -> EventsPage:
         with self.engine.connect() as conn:
-            rows = tickets.events_after(
-                conn, after_id, limit + 1
-            )  # one more: is there a next page?
+            # One more than a page: is there a next page?
+            rows = tickets.events_after(conn, after_id, limit + 1)
         rows, next_after = paged(rows, limit, lambda row: row.id)
         return EventsPage([EventState.of(row) for row in rows], next_after)
 
@@ -88,33 +106,42 @@ class BookingService:
             rows = tickets.user_holdings(conn, user_id, after_id, limit + 1)
             rows, next_after = paged(rows, limit, lambda row: row[0])
             found = []
-            for event_id, name, seq, expires_at in rows:
+            for event_id, name, count, seq, overtakes, expires_at in rows:
                 if expires_at is not None:
-                    found.append(UserBooking(event_id, name, "offered", None, expires_at))
+                    found.append(
+                        UserBooking(event_id, name, "offered", count, None, None, expires_at)
+                    )
                 elif seq is not None:
-                    position = tickets.waiting_ahead(conn, event_id, seq) + 1
-                    found.append(UserBooking(event_id, name, "waitlisted", position))
+                    position = lines.ahead(conn, event_id, seq) + 1
+                    found.append(
+                        UserBooking(event_id, name, "waitlisted", count, position, overtakes)
+                    )
                 else:
-                    found.append(UserBooking(event_id, name, "booked"))
+                    found.append(UserBooking(event_id, name, "booked", count))
         return UserBookingsPage(user_id, found, next_after)
 
     def user_state(self, event_id: int, user_id: int) -> UserState:
         # One connection, one transaction: the reads share a snapshot.
         with self.engine.connect() as conn:
-            event = existing(tickets.event_for_booking(conn, event_id, user_id), event_id)
-            if event.user_booked:
-                return UserState(event_id, user_id, "booked")
+            event = existing(tickets.event_for_user(conn, event_id, user_id), event_id)
+            if event.user_tickets is not None:
+                return UserState(event_id, user_id, "booked", event.user_tickets)
             if event.offered_tickets:
-                expires_at = offer_store.of_user(conn, event_id, user_id)
-                if expires_at is not None:
-                    return UserState(event_id, user_id, "offered", None, expires_at)
-            position = tickets.position(conn, event_id, user_id)
-        if position is None:
+                offer = offer_store.of_user(conn, event_id, user_id)
+                if offer is not None:
+                    expires_at, count = offer
+                    return UserState(
+                        event_id, user_id, "offered", count, offer_expires_at=expires_at
+                    )
+            place = lines.place(conn, event_id, user_id) if event.waiting_count else None
+        if place is None:
             return UserState(event_id, user_id, "none")
-        return UserState(event_id, user_id, "waitlisted", position)
+        position, count, overtakes = place
+        return UserState(event_id, user_id, "waitlisted", count, position, overtakes)
 
-    def waiting_list(self, event_id: int) -> list[int]:
+    def waiting_list(self, event_id: int) -> list[WaitingParty]:
         """The line in order, from this process's copy once it is made current."""
         with self.lock.held(), self.engine.connect() as conn:
             event = existing(tickets.event(conn, event_id), event_id)
-            return list(self.waiting_lists.sync(conn, event).queue)
+            line = self.waiting_lists.sync(conn, event)
+            return [WaitingParty(p.user_id, p.tickets, p.overtakes) for p in line.parties.values()]

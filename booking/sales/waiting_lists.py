@@ -1,64 +1,161 @@
-"""The in-memory copy of each event's waiting list.
+"""The in-memory copy of each event's waiting line, indexed for the allocation.
 
-The waiting_list_entries table is the truth. A process keeps a deque per event,
-stamped with the events.waitlist_version it matches. Before a change uses the
-copy, `WaitingLists.sync` compares that stamp with the row read under the lock
-and catches up with what other processes or hosts did meanwhile:
+The waiting_list_entries table is the truth. A process keeps a copy per event,
+stamped with the events.waitlist_version it matches. A batch changes the copy as
+it goes (under the process lock) and logs each change as an op; at COMMIT the
+ops are written to waiting_list_changes with the new version. When a batch finds
+its copy behind the event's row (another process or host changed the line), it
+replays the logged ops it missed; only a copy older than the log reloads the line.
+If a batch does not commit, its copies are dropped and read again on next use.
 
-- entries are only ever appended with a growing seq, so new ones are the rows
-  with seq above the last one this copy has seen;
-- entries leave from the head (promotion) far more often than from the middle,
-  so the copy drops its head entries the table no longer has;
-- if the count still disagrees with events.waiting_count, someone left from the
-  middle: reload the whole list.
-
-Catching up costs the changes made elsewhere, not the length of the list.
-A copy may only be used or changed under the process lock (changes change it
-only after their COMMIT); the registry guards itself.
+Beside the parties in line order, a copy keeps a heap of seqs per party size and a
+heap of the parties at the event's overtake limit, so the allocation finds the
+first party that fits F free tickets in at most one step per size up to F, and
+the first party that may not be passed in one step (sales/allocation.py).
 """
 
+import heapq
+import json
 import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict
 
 from sqlalchemy import Connection
 
 from .. import metrics
-from ..storage import tickets
+from ..storage import lines
+
+LOG_KEPT = 256  # versions of a line's changes kept for other processes' copies
+
+
+class Party:
+    __slots__ = ("overtakes", "seq", "tickets", "user_id")
+
+    def __init__(self, seq: int, user_id: int, tickets: int, overtakes: int = 0):
+        self.seq = seq
+        self.user_id = user_id
+        self.tickets = tickets
+        self.overtakes = overtakes
 
 
 class WaitingList:
-    """One event's line: user ids in order, and each one's seq for catching up."""
+    """One event's line: parties by seq in line order, with indexes for the allocation."""
 
-    __slots__ = ("last_seq", "queue", "seqs", "version")
+    __slots__ = ("_by_size", "_limit", "_limited", "last_seq", "parties", "seq_of", "version")
 
-    def __init__(self, version: int, rows: list[tuple[int, int]]):
+    def __init__(self, version: int, rows: list[tuple[int, int, int, int]]):
         self.version = version
-        self.queue: deque[int] = deque(user_id for _, user_id in rows)
-        self.seqs: dict[int, int] = {user_id: seq for seq, user_id in rows}
-        self.last_seq = rows[-1][0] if rows else 0
+        self.parties: dict[int, Party] = {}  # seq -> party; dicts keep insertion order
+        self.seq_of: dict[int, int] = {}  # user_id -> seq
+        self._by_size: dict[int, list[int]] = {}  # tickets -> heap of seqs (stale ones skipped)
+        self._limit: int | None = None  # the overtake limit _limited was built for
+        self._limited: list[int] = []  # heap of seqs at or past the limit
+        self.last_seq = 0
+        for seq, user_id, tickets, overtakes in rows:
+            self.join(seq, user_id, tickets, overtakes)
 
     def __len__(self) -> int:
-        return len(self.queue)
+        return len(self.parties)
 
-    def head(self) -> int | None:
-        return self.queue[0] if self.queue else None
+    def party(self, user_id: int) -> Party | None:
+        seq = self.seq_of.get(user_id)
+        return None if seq is None else self.parties[seq]
 
-    def append(self, user_id: int, seq: int) -> None:
-        self.queue.append(user_id)
-        self.seqs[user_id] = seq
+    def position(self, seq: int) -> int:
+        """A party's 1-based place in line (walks the parties ahead of it)."""
+        place = 1
+        for other in self.parties:
+            if other == seq:
+                return place
+            place += 1
+        raise KeyError(seq)
+
+    # The changes; each is also an op another process replays (apply).
+
+    def join(self, seq: int, user_id: int, tickets: int, overtakes: int = 0) -> None:
+        party = Party(seq, user_id, tickets, overtakes)
+        self.parties[seq] = party
+        self.seq_of[user_id] = seq
+        heapq.heappush(self._by_size.setdefault(tickets, []), seq)
+        if self._limit is not None and overtakes >= self._limit:
+            heapq.heappush(self._limited, seq)
         self.last_seq = max(self.last_seq, seq)
 
-    def pop_head(self) -> int:
-        user_id = self.queue.popleft()
-        del self.seqs[user_id]
-        return user_id
+    def leave(self, seq: int) -> Party:
+        party = self.parties.pop(seq)
+        del self.seq_of[party.user_id]
+        return party
 
-    def remove(self, user_id: int) -> None:
-        if self.queue and self.queue[0] == user_id:
-            self.pop_head()
-            return
-        self.queue.remove(user_id)
-        del self.seqs[user_id]
+    def shrink(self, seq: int, tickets: int) -> None:
+        """Fewer tickets, the same place and overtakes."""
+        self.parties[seq].tickets = tickets
+        heapq.heappush(self._by_size.setdefault(tickets, []), seq)
+
+    def overtake(self, before_seq: int, total: int) -> list[Party]:
+        """One more overtake for every party before `before_seq` that is not larger than
+        the event (`total`); those parties, in line order."""
+        passed = []
+        for seq, party in self.parties.items():
+            if seq >= before_seq:
+                break
+            if party.tickets <= total:
+                party.overtakes += 1
+                passed.append(party)
+                if self._limit is not None and party.overtakes == self._limit:
+                    heapq.heappush(self._limited, seq)
+        return passed
+
+    def apply(self, op: list) -> None:
+        """Replay a logged op (see Batch's line changes)."""
+        kind = op[0]
+        if kind == "j":
+            self.join(*op[1:])
+        elif kind == "l":
+            self.leave(op[1])
+        elif kind == "r":
+            self.shrink(op[1], op[2])
+        elif kind == "o":
+            self.overtake(op[1], op[2])
+        else:
+            raise ValueError(f"unknown line op {op!r}")
+
+    # The allocation's two questions.
+
+    def first_fitting(self, free: int) -> Party | None:
+        """The earliest party of at most `free` tickets: one look per size up to `free`."""
+        best = None
+        for size, heap in self._by_size.items():
+            if size > free:
+                continue
+            while heap:
+                party = self.parties.get(heap[0])
+                if party is not None and party.tickets == size:
+                    if best is None or party.seq < best.seq:
+                        best = party
+                    break
+                heapq.heappop(heap)  # left the line, or shrank to another size
+        return best
+
+    def first_limited(self, limit: int, total: int) -> Party | None:
+        """The earliest party passed over `limit` times or more that is not larger than
+        the event (`total`): the one that may not be passed again."""
+        if self._limit != limit:
+            self._limit = limit
+            self._limited = [s for s, p in self.parties.items() if p.overtakes >= limit]
+            heapq.heapify(self._limited)
+        heap = self._limited
+        while heap and heap[0] not in self.parties:
+            heapq.heappop(heap)  # left the line
+        if not heap:
+            return None
+        first = self.parties[heap[0]]
+        if first.tickets <= total:
+            return first
+        # Rare: the first one is larger than the event (its capacity went down).
+        for seq in sorted(heap):
+            party = self.parties.get(seq)
+            if party is not None and party.tickets <= total:
+                return party
+        return None
 
 
 class WaitingLists:
@@ -70,41 +167,43 @@ class WaitingLists:
         self._guard = threading.Lock()
 
     def sync(self, conn: Connection, event) -> WaitingList:
-        """The copy for `event` (a row read in this transaction), made current."""
+        """The copy for `event` (a row read under the lock in this transaction), current."""
         with self._guard:
             line = self._lists.get(event.id)
         if line is not None and line.version != event.waitlist_version:
             line = self._catch_up(conn, event, line)
         if line is None:
             metrics.WAITLIST_RELOADS.inc()
-            line = WaitingList(event.waitlist_version, tickets.waiting_rows(conn, event.id))
+            line = WaitingList(event.waitlist_version, lines.parties(conn, event.id))
         self._keep(event.id, line)
         return line
 
     def _catch_up(self, conn: Connection, event, line: WaitingList) -> WaitingList | None:
-        if event.next_waiting_seq - 1 > line.last_seq:
-            for seq, user_id in tickets.waiting_rows(conn, event.id, after_seq=line.last_seq):
-                line.append(user_id, seq)
-        if len(line) > event.waiting_count:
-            head_seq = tickets.head_seq(conn, event.id)
-            while line.queue and (head_seq is None or line.seqs[line.queue[0]] < head_seq):
-                line.pop_head()
-        if len(line) != event.waiting_count:
-            return None  # someone left from the middle: reload
+        """Replay the logged changes the copy missed; None if the log no longer has them."""
+        changes = lines.changes_after(conn, event.id, line.version)
+        if (
+            not changes
+            or changes[0][0] != line.version + 1
+            or changes[-1][0] != event.waitlist_version
+        ):
+            return None
+        for _, ops in changes:
+            for op in json.loads(ops):
+                line.apply(op)
         line.version = event.waitlist_version
         return line
 
-    def changed(self, event_id: int, from_version: int, change) -> None:
-        """Apply a committed change to the copy, if the copy was at `from_version`."""
+    def committed(self, event_id: int, version: int) -> None:
+        """The batch that changed the copy committed as `version`."""
         with self._guard:
             line = self._lists.get(event_id)
-        if line is None:
-            return
-        if line.version != from_version:
-            # Someone else caught it up or it is stale; the next sync repairs it.
-            return
-        change(line)
-        line.version = from_version + 1
+        if line is not None:
+            line.version = version
+
+    def drop(self, event_id: int) -> None:
+        """The batch that changed the copy did not commit: read it again on next use."""
+        with self._guard:
+            self._lists.pop(event_id, None)
 
     def _keep(self, event_id: int, line: WaitingList) -> None:
         with self._guard:

@@ -30,6 +30,7 @@ TYPES = (
     "waitlist.joined",
     "booking.cancelled",
     "waitlist.left",
+    "waitlist.reduced",
     "booking.promoted",
     "offer.created",
     "offer.claimed",

@@ -11,14 +11,14 @@ _EVENT = bindparam("event_id")
 # What a batch needs of an event's offers: its own users' (the unique key) and the lapsed
 # ones (the event's expiry index), never the event's every offer. One reference to the
 # table: LOCK TABLES locks a table once per name a statement uses.
-_FOR_BATCH = select(offers.c.user_id, offers.c.seq, offers.c.expires_at).where(
+_FOR_BATCH = select(offers.c.user_id, offers.c.seq, offers.c.tickets, offers.c.expires_at).where(
     offers.c.event_id == _EVENT,
     or_(
         offers.c.user_id.in_(bindparam("user_ids", expanding=True)),
         offers.c.expires_at <= bindparam("now"),
     ),
 )
-_OF_USER = select(offers.c.expires_at).where(
+_OF_USER = select(offers.c.expires_at, offers.c.tickets).where(
     offers.c.event_id == _EVENT, offers.c.user_id == bindparam("user_id")
 )
 _INSERT = offers.insert()
@@ -47,14 +47,17 @@ _LAST_OFFER_END = (
 
 def for_batch(
     conn: Connection, event_id: int, user_ids: list[int], now: datetime
-) -> list[tuple[int, int, datetime]]:
-    """(user_id, seq, expires_at) of the live offers `user_ids` hold, and of those lapsed."""
+) -> list[tuple[int, int, int, datetime]]:
+    """(user_id, seq, tickets, expires_at) of the live offers `user_ids` hold, and of
+    those lapsed."""
     params = {"event_id": event_id, "user_ids": user_ids or [0], "now": now}
     return [tuple(row) for row in conn.execute(_FOR_BATCH, params)]
 
 
-def of_user(conn: Connection, event_id: int, user_id: int) -> datetime | None:
-    return conn.execute(_OF_USER, {"event_id": event_id, "user_id": user_id}).scalar_one_or_none()
+def of_user(conn: Connection, event_id: int, user_id: int) -> tuple[datetime, int] | None:
+    """(expires_at, tickets) of the user's live offer, or None."""
+    row = conn.execute(_OF_USER, {"event_id": event_id, "user_id": user_id}).one_or_none()
+    return None if row is None else tuple(row)
 
 
 def write(conn: Connection, ended: dict[int, list[int]], new: list[dict]) -> None:

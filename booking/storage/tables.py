@@ -73,8 +73,15 @@ class Event(Model):
     # for them for offer_ttl_seconds (sales/rules.py).
     waitlist_mode: Mapped[str] = mapped_column(String(8), default="auto", server_default="auto")
     offer_ttl_seconds: Mapped[int] = mapped_column(Integer, default=3600, server_default="3600")
-    # Live offers: booked + offered + available = total.
+    # Tickets of live offers: booked + offered + available = total.
     offered_tickets: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Parties (sales/allocation.py): the most tickets one booking may ask for, how often
+    # a waiting party may be passed over, the waiting parties' tickets, and the free
+    # tickets that wait for a blocking party (the head of a line that may not be passed).
+    max_tickets_per_booking: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
+    max_overtakes: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    waiting_tickets: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    held_back_tickets: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
 
@@ -82,6 +89,7 @@ class Booking(Model):
     __tablename__ = "bookings"
     __table_args__ = (
         UniqueConstraint("event_id", "user_id"),
+        CheckConstraint("tickets >= 1", name="tickets_positive"),
         # A user's own bookings, in event order, without a scan.
         Index("ix_bookings_user_event", "user_id", "event_id"),
         MYSQL_OPTIONS,
@@ -90,6 +98,7 @@ class Booking(Model):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(BigInteger)
+    tickets: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
 
@@ -100,6 +109,7 @@ class WaitingListEntry(Model):
         # Also the index that finds the head of the line without a scan.
         UniqueConstraint("event_id", "seq"),
         Index("ix_waiting_list_entries_user_event", "user_id", "event_id"),
+        CheckConstraint("tickets >= 1", name="tickets_positive"),
         MYSQL_OPTIONS,
     )
 
@@ -107,12 +117,32 @@ class WaitingListEntry(Model):
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(BigInteger)
     seq: Mapped[int] = mapped_column(BigInteger)
+    tickets: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Times a party behind this one was served while this one waited (not while it was
+    # larger than the whole event); at the event's max_overtakes it may not be passed.
+    overtakes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
+
+
+class WaitingListChange(Model):
+    """What one batch did to an event's line (sales/waiting_lists.py): another process
+    replays the changes its copy missed instead of reading the whole line again. Only
+    the last few hundred per event are kept."""
+
+    __tablename__ = "waiting_list_changes"
+    __table_args__ = (MYSQL_OPTIONS,)
+
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("events.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # the line's, after
+    ops: Mapped[str] = mapped_column(Text)  # JSON list of [op, ...]
 
 
 events = Event.__table__
 bookings = Booking.__table__
 waiting = WaitingListEntry.__table__
+line_changes = WaitingListChange.__table__
 
 
 class IdempotencyRecord(Model):
@@ -240,6 +270,7 @@ class Offer(Model):
         Index("ix_offers_expires_at", "expires_at"),
         Index("ix_offers_event_expires_at", "event_id", "expires_at"),
         Index("ix_offers_user_event", "user_id", "event_id"),
+        CheckConstraint("tickets >= 1", name="tickets_positive"),
         MYSQL_OPTIONS,
     )
 
@@ -247,6 +278,7 @@ class Offer(Model):
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(BigInteger)
     seq: Mapped[int] = mapped_column(BigInteger)  # their place in line when offered
+    tickets: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     expires_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
