@@ -14,15 +14,17 @@ import time
 from flask import Flask
 
 
-def send_as_batch(app: Flask, calls: list[tuple[str, int, int]], timeout: float = 10) -> list:
-    """calls: (path, event_id, user_id) with path "book" or "cancel"; the responses, in order."""
+def send_as_batch(app: Flask, calls: list[tuple], timeout: float = 10) -> list:
+    """calls: (path, event_id, user_id[, tickets]) with path "book", "cancel" or "claim"
+    (tickets None or left out: none sent); the responses, in order."""
     service = app.extensions["booking"]
     responses: list = [None] * len(calls)
 
-    def send(index: int, path: str, event_id: int, user_id: int) -> None:
-        responses[index] = app.test_client().post(
-            f"/api/events/{path}", json={"userId": user_id, "eventId": event_id}
-        )
+    def send(index: int, path: str, event_id: int, user_id: int, tickets=None) -> None:
+        body = {"userId": user_id, "eventId": event_id}
+        if tickets is not None:
+            body["tickets"] = tickets
+        responses[index] = app.test_client().post(f"/api/events/{path}", json=body)
 
     batches_before = service.changes.batches
     threads = []

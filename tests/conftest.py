@@ -23,6 +23,7 @@ MYSQL_SERVER_URL = os.environ.get(
 ADMIN_PASSWORD = "test-" + uuid.uuid4().hex
 LOG_FILE = os.path.join(tempfile.gettempdir(), f"booking-tests-{os.getpid()}.log")
 TABLES = (
+    "waiting_list_changes",
     "webhook_deliveries",
     "webhooks",
     "journal_entries",

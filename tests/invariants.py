@@ -4,13 +4,14 @@
 row in one transaction (one snapshot), asserts the rules the service promises,
 and returns what it read so a test can make its own, sharper checks:
 
-- an event never has more booked rows than tickets;
-- events.available_tickets == total_tickets - booked rows - offer rows, and
-  events.offered_tickets == offer rows;
-- live offers go in line order: every offer's seq is below every waiting seq;
-- events.waiting_count == waiting rows;
-- nobody waits while a ticket is free;
-- nobody holds two of a ticket, an offer and a place for one event;
+- an event never has more tickets booked and offered than it has;
+- events.available_tickets == total_tickets - booked tickets - offered tickets, and
+  events.offered_tickets == the offers' tickets;
+- events.waiting_count == waiting rows, events.waiting_tickets == their tickets;
+- no idle fit: a waiting party that fits the free tickets has, before it, a party
+  that does not fit and may not be passed over again (overtakes >= max_overtakes,
+  not larger than the event), and events.held_back_tickets says so;
+- nobody holds two of a booking, an offer and a place for one event;
 - (event_id, user_id) is unique in bookings and in waiting_list_entries, and
   (event_id, seq) is unique in waiting_list_entries, every seq below
   events.next_waiting_seq.
@@ -34,6 +35,8 @@ import sqlalchemy as sa
 
 from booking.storage import journal
 
+from .model_replay import model_violations
+
 
 @dataclass
 class EventTruth:
@@ -50,11 +53,17 @@ class EventTruth:
     waitlist_mode: str = "auto"
     offer_ttl_seconds: int = 3600
     offered_tickets: int = 0
+    max_tickets_per_booking: int = 10
+    max_overtakes: int = 3
+    waiting_tickets: int = 0
+    held_back_tickets: int = 0
     booked: list[int] = field(default_factory=list)  # user ids, ascending
+    booked_tickets: dict[int, int] = field(default_factory=dict)  # user id -> tickets
     offered: list[int] = field(default_factory=list)  # user ids holding an offer, by seq
-    offer_seqs: list[int] = field(default_factory=list)
+    offer_tickets: dict[int, int] = field(default_factory=dict)  # user id -> tickets
     waiting: list[int] = field(default_factory=list)  # user ids in line order (seq)
     seqs: list[int] = field(default_factory=list)  # the seqs of `waiting`, same order
+    parties: list[tuple[int, int, int]] = field(default_factory=list)  # (user, tickets, overtakes)
 
     def status(self) -> dict:
         """What GET /api/events/status/{id} should answer."""
@@ -68,6 +77,20 @@ class EventTruth:
             "waitlistMode": self.waitlist_mode,
             "offerTtlSeconds": self.offer_ttl_seconds,
             "offeredTickets": self.offered_tickets,
+            "maxTicketsPerBooking": self.max_tickets_per_booking,
+            "maxOvertakes": self.max_overtakes,
+            "waitingTickets": self.waiting_tickets,
+        }
+
+    def waiting_list(self) -> dict:
+        """What GET /api/events/{id}/waiting-list should answer."""
+        return {
+            "eventId": self.event_id,
+            "userIds": self.waiting,
+            "entries": [
+                {"userId": user, "tickets": tickets, "overtakes": overtakes}
+                for user, tickets, overtakes in self.parties
+            ],
         }
 
 
@@ -96,33 +119,42 @@ def read_truth(database_url: str) -> tuple[dict[int, EventTruth], list[str]]:
                     waitlist_mode=row.waitlist_mode,
                     offer_ttl_seconds=row.offer_ttl_seconds,
                     offered_tickets=row.offered_tickets,
+                    max_tickets_per_booking=row.max_tickets_per_booking,
+                    max_overtakes=row.max_overtakes,
+                    waiting_tickets=row.waiting_tickets,
+                    held_back_tickets=row.held_back_tickets,
                 )
                 for row in conn.execute(
                     sa.text(
                         "SELECT id, name, total_tickets, available_tickets, waiting_count,"
                         " waitlist_version, next_waiting_seq, sales_open, waitlist_mode,"
-                        " offer_ttl_seconds, offered_tickets FROM events ORDER BY id"
+                        " offer_ttl_seconds, offered_tickets, max_tickets_per_booking,"
+                        " max_overtakes, waiting_tickets, held_back_tickets FROM events ORDER BY id"
                     )
                 )
             }
-            for event_id, user_id, seq in conn.execute(
-                sa.text("SELECT event_id, user_id, seq FROM offers ORDER BY event_id, seq")
+            for event_id, user_id, tickets in conn.execute(
+                sa.text("SELECT event_id, user_id, tickets FROM offers ORDER BY event_id, seq")
             ):
                 if event_id not in events:
                     problems.append(f"offer to user {user_id} for missing event {event_id}")
                     continue
                 events[event_id].offered.append(user_id)
-                events[event_id].offer_seqs.append(seq)
-            for event_id, user_id in conn.execute(
-                sa.text("SELECT event_id, user_id FROM bookings ORDER BY event_id, user_id")
+                events[event_id].offer_tickets[user_id] = tickets
+            for event_id, user_id, tickets in conn.execute(
+                sa.text(
+                    "SELECT event_id, user_id, tickets FROM bookings ORDER BY event_id, user_id"
+                )
             ):
                 if event_id not in events:
                     problems.append(f"booking of user {user_id} for missing event {event_id}")
                     continue
                 events[event_id].booked.append(user_id)
-            for event_id, user_id, seq in conn.execute(
+                events[event_id].booked_tickets[user_id] = tickets
+            for event_id, user_id, seq, tickets, overtakes in conn.execute(
                 sa.text(
-                    "SELECT event_id, user_id, seq FROM waiting_list_entries ORDER BY event_id, seq"
+                    "SELECT event_id, user_id, seq, tickets, overtakes FROM waiting_list_entries"
+                    " ORDER BY event_id, seq"
                 )
             ):
                 if event_id not in events:
@@ -130,6 +162,7 @@ def read_truth(database_url: str) -> tuple[dict[int, EventTruth], list[str]]:
                     continue
                 events[event_id].waiting.append(user_id)
                 events[event_id].seqs.append(seq)
+                events[event_id].parties.append((user_id, tickets, overtakes))
             for table, columns in (
                 ("bookings", "event_id, user_id"),
                 ("waiting_list_entries", "event_id, user_id"),
@@ -151,7 +184,9 @@ def read_truth(database_url: str) -> tuple[dict[int, EventTruth], list[str]]:
 def event_violations(event: EventTruth) -> list[str]:
     where = f"event {event.event_id} (total {event.total})"
     found = []
-    booked, waiting, offered = len(event.booked), len(event.waiting), len(event.offered)
+    booked = sum(event.booked_tickets.values())
+    offered = sum(event.offer_tickets.values())
+    waiting = len(event.waiting)
     if booked + offered > event.total:
         found.append(f"{where}: {booked} booked and {offered} offered exceed the total")
     if event.available != event.total - booked - offered:
@@ -160,20 +195,20 @@ def event_violations(event: EventTruth) -> list[str]:
             f" ({event.total} - {booked} - {offered})"
         )
     if event.offered_tickets != offered:
-        found.append(f"{where}: offered_tickets {event.offered_tickets} != {offered} offers")
-    if event.offer_seqs and event.seqs and max(event.offer_seqs) > min(event.seqs):
-        found.append(f"{where}: an offer went past someone earlier in line")
+        found.append(f"{where}: offered_tickets {event.offered_tickets} != {offered} offered")
     if held_twice := (set(event.booked) | set(event.waiting)) & set(event.offered):
         found.append(f"{where}: users holding an offer and a ticket or place: {held_twice}")
     if not 0 <= event.available <= event.total:
         found.append(f"{where}: available_tickets {event.available} out of range")
     if event.waiting_count != waiting:
         found.append(f"{where}: waiting_count {event.waiting_count} != {waiting} waiting rows")
-    if event.available > 0 and waiting:
-        found.append(f"{where}: {waiting} wait while {event.available} tickets are free")
+    waiting_tickets = sum(tickets for _, tickets, _ in event.parties)
+    if event.waiting_tickets != waiting_tickets:
+        found.append(f"{where}: waiting_tickets {event.waiting_tickets} != {waiting_tickets}")
+    found.extend(idle_fit_violations(event, where))
     if both := set(event.booked) & set(event.waiting):
         found.append(f"{where}: users both booked and waiting: {sorted(both)}")
-    if len(set(event.booked)) != booked:
+    if len(set(event.booked)) != len(event.booked):
         found.append(f"{where}: a user holds two bookings")
     if len(set(event.waiting)) != waiting:
         found.append(f"{where}: a user waits twice")
@@ -182,6 +217,22 @@ def event_violations(event: EventTruth) -> list[str]:
             f"{where}: seq {max(event.seqs)} not below next_waiting_seq {event.next_waiting_seq}"
         )
     return found
+
+
+def idle_fit_violations(event: EventTruth, where: str) -> list[str]:
+    """No idle fit: every waiting party that fits the free tickets has a blocking party
+    before it; and held_back_tickets is the free tickets exactly when one blocks."""
+    blocker = None  # the first party that may not be passed over and does not fit
+    for user, tickets, overtakes in event.parties:
+        limited = overtakes >= event.max_overtakes and tickets <= event.total
+        if tickets <= event.available and blocker is None:
+            return [f"{where}: user {user} waits for {tickets} while {event.available} are free"]
+        if limited and blocker is None:
+            blocker = user
+    expected = event.available if blocker is not None else 0
+    if event.held_back_tickets != expected:
+        return [f"{where}: held_back_tickets {event.held_back_tickets} != {expected}"]
+    return []
 
 
 def api_violations(
@@ -205,7 +256,7 @@ def api_violations(
                 response = client.get(
                     f"/api/events/{event.event_id}/waiting-list", headers=admin_headers
                 )
-                expected = {"eventId": event.event_id, "userIds": event.waiting}
+                expected = event.waiting_list()
                 if response.status_code != 200 or response.json() != expected:
                     found.append(
                         f"event {event.event_id}: API waiting list {response.status_code}"
@@ -242,10 +293,13 @@ def check_invariants(
 
 
 def replay_journal(database_url: str) -> tuple[dict[int, dict], list[str]]:
-    """Each event as its journal tells it: {event_id: {name, total, salesOpen, booked, line}}."""
+    """Each event as its journal tells it, each fact checked against the rule as it is
+    replayed in commit order (see Replayed), and the whole journal written again by the
+    reference model fed the same changes (model_replay.py); {event_id: the replayed
+    state}."""
     engine = sa.create_engine(database_url)
     found: list[str] = []
-    replayed: dict[int, dict] = {}
+    replayed: dict[int, Replayed] = {}
     try:
         while journal.sequence(engine):
             pass
@@ -260,72 +314,165 @@ def replay_journal(database_url: str) -> tuple[dict[int, dict], list[str]]:
             )
     finally:
         engine.dispose()
+    facts: dict[int, list[tuple]] = {}
     for entry_id, type_, event_id, user_id, data in rows:
-        data = json.loads(data)
         where = f"journal entry {entry_id} ({type_}, event {event_id}, user {user_id})"
         if entry_id is None:
             found.append(f"{where}: never given an entry id")
             continue
+        data = json.loads(data)
+        facts.setdefault(event_id, []).append((type_, user_id, data))
         if type_ == "event.created":
-            replayed[event_id] = {
-                "name": data["eventName"],
-                "total": data["totalTickets"],
-                "salesOpen": True,
-                "mode": data.get("waitlistMode", "auto"),
-                "ttl": data.get("offerTtlSeconds", 3600),
-                "booked": set(),
-                "line": [],
-                "offered": set(),
-            }
-            continue
-        event = replayed.get(event_id)
-        if event is None:
+            replayed[event_id] = Replayed(data)
+        elif event_id not in replayed:
             found.append(f"{where}: before the event's event.created")
-            continue
-        booked, line, offered = event["booked"], event["line"], event["offered"]
+        else:
+            found.extend(
+                f"{where}: {problem}" for problem in replayed[event_id].apply(type_, user_id, data)
+            )
+    found += model_violations(facts)
+    return {event_id: event.state() for event_id, event in replayed.items()}, found
+
+
+class Replayed:
+    """An event rebuilt from its journal, fact by fact, checking the allocation's rule on
+    every party served: it fitted the free tickets; every waiting party before it did
+    not fit and could still be passed over (or was larger than the event), and exactly
+    those count an overtake; a buyer who booked while others waited passed them all.
+    Between changes nobody who fits waits without a blocking party before them."""
+
+    def __init__(self, data: dict):
+        self.settings = {
+            "name": data["eventName"],
+            "total": data["totalTickets"],
+            "salesOpen": True,
+            "mode": data.get("waitlistMode", "auto"),
+            "ttl": data.get("offerTtlSeconds", 3600),
+            "maxTickets": data.get("maxTicketsPerBooking", 10),
+            "maxOvertakes": data.get("maxOvertakes", 3),
+        }
+        self.booked: dict[int, int] = {}
+        self.offered: dict[int, int] = {}
+        self.line: list[list[int]] = []  # [user, tickets, overtakes] in line order
+        self.previous: str | None = None  # the type of the fact before
+
+    @property
+    def free(self) -> int:
+        return self.settings["total"] - sum(self.booked.values()) - sum(self.offered.values())
+
+    def state(self) -> dict:
+        return {**self.settings, "booked": self.booked, "line": self.line, "offered": self.offered}
+
+    def apply(self, type_: str, user: int | None, data: dict) -> list[str]:
+        found = []
+        served = type_ in ("booking.promoted", "offer.created")
+        # Every change but its served parties ends in no idle fit; lapses settled together
+        # are freed together before their one allocation.
+        if not served and not (type_ == self.previous == "offer.expired"):
+            found += self.idle_fit()
+        self.previous = type_
+        held = user in self.booked or user in self.offered or self.place(user) is not None
+        tickets = data.get("tickets", 1)
         if type_ == "event.updated":
-            for key, field_ in (
-                ("eventName", "name"),
-                ("totalTickets", "total"),
-                ("waitlistMode", "mode"),
-                ("offerTtlSeconds", "ttl"),
-            ):
+            for key, name in (
+                ("eventName", "name"), ("totalTickets", "total"), ("salesOpen", "salesOpen"),
+                ("waitlistMode", "mode"), ("offerTtlSeconds", "ttl"),
+                ("maxTicketsPerBooking", "maxTickets"), ("maxOvertakes", "maxOvertakes"),
+            ):  # fmt: skip
                 if key in data:
-                    event[field_] = data[key]
-            event["salesOpen"] = data.get("salesOpen", event["salesOpen"])
+                    self.settings[name] = data[key]
         elif type_ == "booking.booked":
-            if user_id in booked or user_id in line or user_id in offered:
-                found.append(f"{where}: the user already held a ticket, an offer or a place")
-            booked.add(user_id)
+            if held:
+                found.append("the user already held a booking, an offer or a place")
+            if tickets > self.free:
+                found.append(f"booked {tickets} with {self.free} free")
+            found += self.passing(len(self.line), data.get("overtookUserIds"))
+            self.booked[user] = tickets
         elif type_ == "waitlist.joined":
-            line.append(user_id)
-            if data.get("position") != len(line):
-                found.append(f"{where}: position {data.get('position')} != {len(line)}")
+            if held:
+                found.append("the user already held a booking, an offer or a place")
+            self.line.append([user, tickets, 0])
+            if data.get("position") != len(self.line):
+                found.append(f"position {data.get('position')} != {len(self.line)}")
         elif type_ == "booking.cancelled":
-            if user_id not in booked:
-                found.append(f"{where}: the user held no ticket")
-            booked.discard(user_id)
-        elif type_ == "waitlist.left":
-            if user_id not in line:
-                found.append(f"{where}: the user was not in line")
+            if self.booked.get(user, 0) < tickets:
+                found.append(f"gave back {tickets} of {self.booked.get(user, 0)} booked")
+            self.booked[user] = self.booked.get(user, 0) - tickets
+            if self.booked[user] != data.get("remainingTickets", 0):
+                found.append(
+                    f"remainingTickets {data.get('remainingTickets')} != {self.booked[user]}"
+                )
+            if not self.booked[user]:
+                del self.booked[user]
+        elif type_ in ("waitlist.left", "waitlist.reduced"):
+            index = self.place(user)
+            if index is None:
+                found.append("the user was not in line")
             else:
-                line.remove(user_id)
-        elif type_ in ("booking.promoted", "offer.created"):
-            if not line or line[0] != user_id:
-                found.append(f"{where}: not the head of the line {line[:3]}")
-            if user_id in line:
-                line.remove(user_id)
-            (booked if type_ == "booking.promoted" else offered).add(user_id)
+                self.line[index][1] -= tickets
+                if (self.line[index][1] == 0) != (type_ == "waitlist.left"):
+                    found.append(f"{self.line[index][1]} tickets left in line")
+                if not self.line[index][1]:
+                    del self.line[index]
+        elif served:
+            index = self.place(user)
+            if index is None:
+                found.append("served but not in line")
+            else:
+                party = self.line[index]
+                if party[1] != tickets:
+                    found.append(f"served {tickets} of a party of {party[1]} (not whole)")
+                if tickets > self.free:
+                    found.append(f"served {tickets} with {self.free} free")
+                found += self.passing(index, data.get("overtookUserIds", []))
+                del self.line[self.place(user)]
+            (self.booked if type_ == "booking.promoted" else self.offered)[user] = tickets
         elif type_ in ("offer.claimed", "offer.declined", "offer.expired"):
             # An offer ends once: claimed, declined or lapsed.
-            if user_id not in offered:
-                found.append(f"{where}: the user held no offer")
-            offered.discard(user_id)
-            if type_ == "offer.claimed":
-                booked.add(user_id)
-        else:
-            found.append(f"{where}: unknown type")
-    return replayed, found
+            offered = self.offered.pop(user, None)
+            if offered is None:
+                found.append("the user held no offer")
+            elif type_ == "offer.claimed":
+                self.booked[user] = self.booked.get(user, 0) + tickets
+                if tickets + data.get("releasedTickets", 0) != offered:
+                    found.append(f"claimed {tickets} + released != {offered} offered")
+            elif tickets != offered:
+                found.append(f"{tickets} ended of an offer of {offered}")
+        elif type_ != "event.created":
+            found.append("unknown type")
+        return found
+
+    def place(self, user) -> int | None:
+        for index, party in enumerate(self.line):
+            if party[0] == user:
+                return index
+        return None
+
+    def passing(self, index: int, passed: list[int]) -> list[str]:
+        """A party served from `index` (len(line): a buyer present) passes every party
+        before it that is not larger than the event; each must not fit and must not be
+        at the overtake limit; each counts one more overtake."""
+        total, limit, free = self.settings["total"], self.settings["maxOvertakes"], self.free
+        expected = [party for party in self.line[:index] if party[1] <= total]
+        found = []
+        if [party[0] for party in expected] != passed:
+            found.append(f"overtookUserIds {passed} != {[p[0] for p in expected]}")
+        for party in expected:
+            if party[1] <= free:
+                found.append(f"passed user {party[0]}, whose {party[1]} tickets fitted {free}")
+            if party[2] >= limit:
+                found.append(f"passed user {party[0]} at {party[2]} overtakes (limit {limit})")
+            party[2] += 1
+        return found
+
+    def idle_fit(self) -> list[str]:
+        free, total, limit = self.free, self.settings["total"], self.settings["maxOvertakes"]
+        for user, tickets, overtakes in self.line:
+            if tickets <= free:
+                return [f"user {user} waited for {tickets} while {free} were free"]
+            if overtakes >= limit and tickets <= total:
+                return []
+        return []
 
 
 def journal_violations(database_url: str, events: dict[int, EventTruth]) -> list[str]:
@@ -343,9 +490,11 @@ def journal_violations(database_url: str, events: dict[int, EventTruth]) -> list
             "salesOpen": event.sales_open,
             "mode": event.waitlist_mode,
             "ttl": event.offer_ttl_seconds,
-            "booked": set(event.booked),
-            "line": event.waiting,
-            "offered": set(event.offered),
+            "maxTickets": event.max_tickets_per_booking,
+            "maxOvertakes": event.max_overtakes,
+            "booked": event.booked_tickets,
+            "line": [list(party) for party in event.parties],
+            "offered": event.offer_tickets,
         }
         for key, value in truth.items():
             if told[key] != value:

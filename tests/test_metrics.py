@@ -60,6 +60,31 @@ def test_metrics_in_one_process(client, admin):
     assert ("booking_journal_oldest_undelivered_seconds", ()) in after
 
 
+def test_tickets_are_counted_as_well_as_requests_and_held_back_tickets_are_seen(client, admin):
+    """A party of 3 counts 3 tickets booked; free tickets that wait for a blocking party
+    show in booking_tickets_held_back (read from the database at scrape time)."""
+    event_id = client.post(
+        "/api/events/initialize",
+        json={"eventName": "M", "totalTickets": 5, "maxOvertakes": 0},
+        headers=admin,
+    ).json["eventId"]
+    before = samples(client.get("/metrics").get_data(as_text=True))
+    booked = ("booking_tickets_total", (("outcome", "booked"),))
+    client.post("/api/events/book", json={"userId": 1, "eventId": event_id, "tickets": 3})
+    client.post("/api/events/book", json={"userId": 2, "eventId": event_id, "tickets": 4})
+    after = samples(client.get("/metrics").get_data(as_text=True))
+    assert after[booked] - before.get(booked, 0) == 3
+    waited = ("booking_tickets_total", (("outcome", "waitlisted"),))
+    assert after[waited] - before.get(waited, 0) == 4
+    # User 2's party of 4 may not be passed (maxOvertakes 0): the 2 free tickets wait.
+    assert after[("booking_tickets_held_back", ())] == 2
+    client.post("/api/events/cancel", json={"userId": 1, "eventId": event_id, "tickets": 2})
+    after = samples(client.get("/metrics").get_data(as_text=True))
+    assert after[("booking_tickets_held_back", ())] == 0
+    promoted = ("booking_tickets_total", (("outcome", "promoted"),))
+    assert after[promoted] - before.get(promoted, 0) == 4
+
+
 def test_requests_are_labelled_by_route_as_the_spec_writes_it(client):
     client.get("/api/events/status/77")
     client.get("/api/events/77/users/5")
