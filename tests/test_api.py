@@ -65,6 +65,9 @@ def test_initialize_returns_the_event_and_where_it_lives(client, admin):
         "waitlistMode": "auto",
         "offerTtlSeconds": 3600,
         "offeredTickets": 0,
+        "maxTicketsPerBooking": 10,
+        "maxOvertakes": 3,
+        "waitingTickets": 0,
     }
     assert response.headers["Location"] == f"/api/events/status/{body['eventId']}"
     assert client.get(response.headers["Location"]).json == body
@@ -162,11 +165,22 @@ def test_initialize_keeps_a_255_character_name_with_4_byte_characters(client, ad
 
 def test_book_until_sold_out_then_waitlist_in_order(client, admin):
     event_id = create_event(client, admin, total=2)
-    assert book(client, event_id, 1).json == {"status": "booked", "eventId": event_id, "userId": 1}
+    assert book(client, event_id, 1).json == {
+        "status": "booked",
+        "eventId": event_id,
+        "userId": 1,
+        "tickets": 1,
+    }
     assert book(client, event_id, 2).status_code == 201
     third = book(client, event_id, 3)
     assert third.status_code == 201
-    assert third.json == {"status": "waitlisted", "eventId": event_id, "userId": 3, "position": 1}
+    assert third.json == {
+        "status": "waitlisted",
+        "eventId": event_id,
+        "userId": 3,
+        "tickets": 1,
+        "position": 1,
+    }
     assert book(client, event_id, 4).json["position"] == 2
     assert status(client, event_id) == {
         "eventId": event_id,
@@ -178,6 +192,9 @@ def test_book_until_sold_out_then_waitlist_in_order(client, admin):
         "waitlistMode": "auto",
         "offerTtlSeconds": 3600,
         "offeredTickets": 0,
+        "maxTicketsPerBooking": 10,
+        "maxOvertakes": 3,
+        "waitingTickets": 2,
     }
     assert waiting_list(client, admin, event_id) == [3, 4]
 
@@ -286,6 +303,10 @@ def test_cancel_hands_the_ticket_to_the_head_of_the_line(client, admin):
         "status": "cancelled",
         "eventId": event_id,
         "userId": 1,
+        "tickets": 1,
+        "remainingTickets": 0,
+        "promotedUserIds": [2],
+        "offeredUserIds": [],
         "promotedUserId": 2,
         "offeredUserId": None,
     }
@@ -303,6 +324,10 @@ def test_cancel_with_nobody_waiting_frees_the_ticket(client, admin):
         "status": "cancelled",
         "eventId": event_id,
         "userId": 1,
+        "tickets": 1,
+        "remainingTickets": 0,
+        "promotedUserIds": [],
+        "offeredUserIds": [],
         "promotedUserId": None,
         "offeredUserId": None,
     }
@@ -316,7 +341,17 @@ def test_a_waiting_user_who_cancels_leaves_the_line(client, admin):
         book(client, event_id, user)
     response = cancel(client, event_id, 3)
     assert response.status_code == 200
-    assert response.json == {"status": "left_waiting_list", "eventId": event_id, "userId": 3}
+    assert response.json == {
+        "status": "left_waiting_list",
+        "eventId": event_id,
+        "userId": 3,
+        "tickets": 1,
+        "remainingTickets": 0,
+        "promotedUserIds": [],
+        "offeredUserIds": [],
+        "promotedUserId": None,
+        "offeredUserId": None,
+    }
     assert waiting_list(client, admin, event_id) == [2, 4]
     assert client.get(f"/api/events/{event_id}/users/4").json["position"] == 2
     assert cancel(client, event_id, 1).json["promotedUserId"] == 2
@@ -368,8 +403,15 @@ def test_user_state_tells_booked_waiting_or_none(client, admin):
         assert response.status_code == 200
         return response.json
 
-    assert state(1) == {"eventId": event_id, "userId": 1, "status": "booked"}
-    assert state(3) == {"eventId": event_id, "userId": 3, "status": "waitlisted", "position": 2}
+    assert state(1) == {"eventId": event_id, "userId": 1, "status": "booked", "tickets": 1}
+    assert state(3) == {
+        "eventId": event_id,
+        "userId": 3,
+        "status": "waitlisted",
+        "tickets": 1,
+        "position": 2,
+        "overtakes": 0,
+    }
     assert state(7) == {"eventId": event_id, "userId": 7, "status": "none"}
     cancel(client, event_id, 1)
     assert state(2)["status"] == "booked"
@@ -389,6 +431,7 @@ def test_waiting_list_needs_admin(client, admin):
     assert client.get(f"/api/events/{event_id}/waiting-list", headers=admin).json == {
         "eventId": event_id,
         "userIds": [],
+        "entries": [],
     }
 
 

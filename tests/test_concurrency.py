@@ -111,11 +111,17 @@ def test_1000_users_race_for_100_tickets(mysql_database_url, tmp_path, lock_mode
             body = result.body
             assert (body["eventId"], body["userId"]) == (event_id, user), body
             if body["status"] == "booked":
-                assert body == {"status": "booked", "eventId": event_id, "userId": user}
+                assert body == {
+                    "status": "booked",
+                    "eventId": event_id,
+                    "userId": user,
+                    "tickets": 1,
+                }
                 booked.add(user)
             else:
                 assert body["status"] == "waitlisted", body
-                assert set(body) == {"status", "eventId", "userId", "position"}, body
+                assert set(body) == {"status", "eventId", "userId", "tickets", "position"}, body
+                assert body["tickets"] == 1, body
                 position_of[user] = body["position"]
         assert len(booked) == 100
         assert len(position_of) == 900
@@ -130,6 +136,9 @@ def test_1000_users_race_for_100_tickets(mysql_database_url, tmp_path, lock_mode
             "waitlistMode": "auto",
             "offerTtlSeconds": 3600,
             "offeredTickets": 0,
+            "maxTicketsPerBooking": 10,
+            "maxOvertakes": 3,
+            "waitingTickets": 900,
         }
         line = waiting_lists(server.url, event_id)[0]
         assert len(line) == 900
@@ -158,6 +167,17 @@ def test_1000_users_race_for_100_tickets(mysql_database_url, tmp_path, lock_mode
             assert body["status"] == "cancelled", body
             assert (body["eventId"], body["userId"]) == (event_id, result.call.json["userId"])
             assert isinstance(body["promotedUserId"], int), body
+            assert body == {
+                "status": "cancelled",
+                "eventId": event_id,
+                "userId": result.call.json["userId"],
+                "tickets": 1,
+                "remainingTickets": 0,
+                "promotedUserIds": [body["promotedUserId"]],
+                "offeredUserIds": [],
+                "promotedUserId": body["promotedUserId"],
+                "offeredUserId": None,
+            }
             promoted.append(body["promotedUserId"])
         assert len(set(promoted)) == 50, Counter(promoted).most_common(3)
         assert set(promoted) == set(line[:50])
@@ -326,9 +346,11 @@ def test_mixed_storm_of_books_and_cancels_keeps_every_invariant(
             event_id, user = result.call.tag
             event = truth[event_id]
             if user in event.booked:
-                want = {"status": "booked"}
+                want = {"status": "booked", "tickets": 1}
             elif user in event.waiting:
-                want = {"status": "waitlisted", "position": event.waiting.index(user) + 1}
+                position = event.waiting.index(user) + 1
+                # Every party is one ticket: a party that does not fit stops the line.
+                want = {"status": "waitlisted", "tickets": 1, "position": position, "overtakes": 0}
             else:
                 want = {"status": "none"}
             assert result.body == {"eventId": event_id, "userId": user, **want}

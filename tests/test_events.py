@@ -42,6 +42,9 @@ def test_an_event_reads_as_the_event_object(client, admin):
         "waitlistMode": "auto",
         "offerTtlSeconds": 3600,
         "offeredTickets": 0,
+        "maxTicketsPerBooking": 10,
+        "maxOvertakes": 3,
+        "waitingTickets": 0,
     }
     assert response.json == status(client, event_id)
 
@@ -145,6 +148,9 @@ def test_more_tickets_go_to_the_head_of_the_line_first(client, admin):
         "waitlistMode": "auto",
         "offerTtlSeconds": 3600,
         "offeredTickets": 0,
+        "maxTicketsPerBooking": 10,
+        "maxOvertakes": 3,
+        "waitingTickets": 2,
         "promotedUserIds": [3, 4, 5],
         "offeredUserIds": [],
     }
@@ -213,9 +219,23 @@ def test_a_user_sees_their_tickets_and_places_in_event_order(client, admin):
     assert response.json == {
         "userId": 7,
         "bookings": [
-            {"eventId": first, "eventName": "First", "status": "waitlisted", "position": 1},
-            {"eventId": second, "eventName": "Second", "status": "waitlisted", "position": 2},
-            {"eventId": third, "eventName": "Third", "status": "booked"},
+            {
+                "eventId": first,
+                "eventName": "First",
+                "status": "waitlisted",
+                "tickets": 1,
+                "position": 1,
+                "overtakes": 0,
+            },
+            {
+                "eventId": second,
+                "eventName": "Second",
+                "status": "waitlisted",
+                "tickets": 1,
+                "position": 2,
+                "overtakes": 0,
+            },
+            {"eventId": third, "eventName": "Third", "status": "booked", "tickets": 1},
         ],
         "nextCursor": None,
     }

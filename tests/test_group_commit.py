@@ -59,7 +59,21 @@ def post(url: str, path: str, user_id: int, event_id: int, request_id: str) -> h
 
 
 class Model:
-    """The rules, one change at a time: what each answer must be."""
+    """The rules, one change at a time: what each answer must be (every party of one
+    ticket, so the allocation is the line's order)."""
+
+    @staticmethod
+    def gave_back(promoted: list[int]) -> dict:
+        """A cancel answer's fields beyond who and what: one ticket given back, and whom
+        it served."""
+        return {
+            "tickets": 1,
+            "remainingTickets": 0,
+            "promotedUserIds": promoted,
+            "offeredUserIds": [],
+            "promotedUserId": promoted[0] if promoted else None,
+            "offeredUserId": None,
+        }
 
     def __init__(self, totals: dict[int, int]):
         self.totals = totals
@@ -77,9 +91,9 @@ class Model:
                 return 409, {"position": line.index(user) + 1}
             if len(booked) < self.totals[event_id]:
                 booked.add(user)
-                return 201, {"status": "booked", "eventId": event_id, "userId": user}
+                return 201, {"status": "booked", "eventId": event_id, "userId": user, "tickets": 1}
             line.append(user)
-            body = {"status": "waitlisted", "eventId": event_id, "userId": user}
+            body = {"status": "waitlisted", "eventId": event_id, "userId": user, "tickets": 1}
             return 201, {**body, "position": len(line)}
         if user in booked:
             booked.remove(user)
@@ -87,10 +101,11 @@ class Model:
             if promoted is not None:
                 booked.add(promoted)
             body = {"status": "cancelled", "eventId": event_id, "userId": user}
-            return 200, {**body, "promotedUserId": promoted, "offeredUserId": None}
+            return 200, {**body, **self.gave_back([promoted] if promoted else [])}
         if user in line:
             line.remove(user)
-            return 200, {"status": "left_waiting_list", "eventId": event_id, "userId": user}
+            body = {"status": "left_waiting_list", "eventId": event_id, "userId": user}
+            return 200, {**body, **self.gave_back([])}
         return 404, {"type": "urn:booking:problem:nothing-to-cancel"}
 
 
@@ -226,6 +241,12 @@ def test_an_unexpected_error_in_a_batch_fails_only_its_own_change(
         "status": "left_waiting_list",
         "eventId": event_id,
         "userId": 4,
+        "tickets": 1,
+        "remainingTickets": 0,
+        "promotedUserIds": [],
+        "offeredUserIds": [],
+        "promotedUserId": None,
+        "offeredUserId": None,
     }
     for request_id in ("plug", "b-11", "b-12", "b-13"):
         assert answers[request_id].status_code == 201, answers[request_id].text

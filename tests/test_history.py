@@ -7,6 +7,8 @@ CREATED = {
     "totalTickets": 1,
     "waitlistMode": "auto",
     "offerTtlSeconds": 3600,
+    "maxTicketsPerBooking": 10,
+    "maxOvertakes": 3,
 }
 
 
@@ -51,10 +53,30 @@ def test_every_committed_change_is_told_in_commit_order(client, admin, event_id)
     told = [(e["type"], e["userId"], e["data"]) for e in body["entries"]]
     assert told == [
         ("event.created", None, CREATED),
-        ("booking.booked", 1, {}),
-        ("waitlist.joined", 2, {"position": 1}),
-        ("booking.cancelled", 1, {"promotedUserId": 2, "offeredUserId": None}),
-        ("booking.promoted", 2, {"cause": "booking.cancelled", "causeUserId": 1}),
+        ("booking.booked", 1, {"tickets": 1, "overtookUserIds": []}),
+        ("waitlist.joined", 2, {"position": 1, "tickets": 1}),
+        (
+            "booking.cancelled",
+            1,
+            {
+                "tickets": 1,
+                "remainingTickets": 0,
+                "promotedUserIds": [2],
+                "offeredUserIds": [],
+                "promotedUserId": 2,
+                "offeredUserId": None,
+            },
+        ),
+        (
+            "booking.promoted",
+            2,
+            {
+                "tickets": 1,
+                "cause": "booking.cancelled",
+                "causeUserId": 1,
+                "overtookUserIds": [],
+            },
+        ),
         ("event.updated", None, {"salesOpen": False, "promotedUserIds": [], "offeredUserIds": []}),
     ]
     ids = [e["entryId"] for e in body["entries"]]

@@ -90,7 +90,12 @@ def test_an_answer_lost_to_a_client_timeout_is_found_again(mysql_database_url, t
         holder.close()
         engine.dispose()
         assert retried.status_code == 201, retried.text
-        assert retried.json() == {"status": "booked", "eventId": event_id, "userId": 42}
+        assert retried.json() == {
+            "status": "booked",
+            "eventId": event_id,
+            "userId": 42,
+            "tickets": 1,
+        }
         assert retried.headers["Idempotent-Replayed"] == "true"
         assert check_invariants(mysql_database_url)[event_id].booked == [42]
 

@@ -61,6 +61,10 @@ def test_a_freed_ticket_is_offered_to_the_head_of_the_line(client, admin, settin
         "status": "cancelled",
         "eventId": event_id,
         "userId": 1,
+        "tickets": 1,
+        "remainingTickets": 0,
+        "promotedUserIds": [],
+        "offeredUserIds": [2],
         "promotedUserId": None,
         "offeredUserId": 2,
     }
@@ -75,6 +79,7 @@ def test_a_freed_ticket_is_offered_to_the_head_of_the_line(client, admin, settin
             "eventId": event_id,
             "eventName": "Offers",
             "status": "offered",
+            "tickets": 1,
             "offerExpiresAt": held["offerExpiresAt"],
         }
     ]
@@ -86,7 +91,15 @@ def test_a_freed_ticket_is_offered_to_the_head_of_the_line(client, admin, settin
 
     claimed = claim(client, event_id, 2)
     assert claimed.status_code == 201
-    assert claimed.json == {"status": "booked", "eventId": event_id, "userId": 2}
+    assert claimed.json == {
+        "status": "booked",
+        "eventId": event_id,
+        "userId": 2,
+        "tickets": 1,
+        "releasedTickets": 0,
+        "promotedUserIds": [],
+        "offeredUserIds": [],
+    }
     assert state(client, event_id, 2)["status"] == "booked"
     assert status(client, event_id)["offeredTickets"] == 0
     again = claim(client, event_id, 2)
@@ -111,6 +124,10 @@ def test_declining_passes_the_offer_on(client, admin, settings):
         "status": "declined_offer",
         "eventId": event_id,
         "userId": 2,
+        "tickets": 1,
+        "remainingTickets": 0,
+        "promotedUserIds": [],
+        "offeredUserIds": [3],
         "promotedUserId": None,
         "offeredUserId": 3,
     }

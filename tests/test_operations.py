@@ -245,11 +245,14 @@ def test_bookings_and_cancellations_are_logged_as_json_with_request_ids(settings
     lines = read_log(log_file)
     outcomes = {(line.get("outcome"), line.get("userId")): line for line in lines}
     book_line = outcomes[("booked", 4711)]
-    assert book_line["eventId"] == event_id
+    assert (book_line["eventId"], book_line["tickets"]) == (event_id, 1)
     assert book_line["request_id"] == "client-chosen-42"
-    assert outcomes[("waitlisted", 4712)]["request_id"] == waiting.headers["X-Request-ID"]
+    waiting_line = outcomes[("waitlisted", 4712)]
+    assert waiting_line["request_id"] == waiting.headers["X-Request-ID"]
+    assert waiting_line["tickets"] == 1
     cancel_line = outcomes[("cancelled", 4711)]
-    assert cancel_line["promotedUserId"] == 4712
+    assert cancel_line["tickets"] == 1
+    assert (cancel_line["promotedUserIds"], cancel_line["offeredUserIds"]) == ([4712], [])
     assert cancel_line["request_id"] == cancelled.headers["X-Request-ID"]
     assert outcomes[("initialized", None)]["eventId"] == event_id
 

@@ -29,6 +29,7 @@ FOLDERS = [
     "Changing an event",
     "Idempotent retries",
     "Offers",
+    "Parties",
     "History",
     "Webhooks",
     "Metrics",
