@@ -22,15 +22,17 @@ Modules, one job each:
   cpu        who used the two cores: generator, gunicorn, mariadbd, the machine
   batches    the group-commit batches of a stretch, from the servers' log lines
   stats      percentiles and error counts of a run
-  seed       rows written straight in SQL (big waiting lists, a million bookings)
-  checks     the invariants, through SQL and through the API
+  seed       rows written straight in SQL (big waiting lists, a million bookings, parties)
+  checks     the invariants, in tickets, through SQL and through the API
   scenarios  the scenarios and the HTTP ceiling
+  parties    the hot event again, each user booking a party of 1-6 tickets
   webhooks   the hot event again while a worker delivers its journal to a webhook
   dashboard  a hot sale, cancels and a webhook worker on a site of its own, /metrics scraped
   scrape     the /metrics scraper: every sample of every scrape, with its time
   promql     the dashboard's PromQL over the scrapes: rate, sum by, histogram_quantile
   receiver   the webhook receiver: 204 at once, every arrival kept
-  growth     latency against event and table size, small vs large
+  growth     latency against event and table size, small vs large, parties of 1 and 1-6
+  growth_checks  what the growth cycles' answers must show
   direct     the transaction ceiling: BookingService.book and raw SQL, no HTTP
   profile    optional py-spy sampling of the workers
   ratios     the ratios printed after the tables, against their targets

@@ -19,7 +19,17 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from . import cluster, dashboard, dashboard_plot, direct, offers, report, scenarios, webhooks
+from . import (
+    cluster,
+    dashboard,
+    dashboard_plot,
+    direct,
+    offers,
+    parties,
+    report,
+    scenarios,
+    webhooks,
+)
 from .cpu import CpuMeter
 from .growth import growth as run_growth
 from .profile import Recorder, py_spy, snapshot, summarize
@@ -114,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     meter = CpuMeter(lambda: [server.master_pid for server in servers])
     rows: dict[str, dict] = {}
     growth: dict = {}
+    party_growth: dict = {}
     profile: dict | None = None
     drawn: dashboard.DashboardRun | None = None
     setup: dict = {}
@@ -133,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         growth_ctx.users = ctx.users  # one supply of distinct user ids
         rows["healthz"] = scenarios.healthz(ctx)
         rows["hot"] = scenarios.hot_event(ctx)
+        rows["hot parties"] = parties.hot_parties(ctx)
         rows["many"] = scenarios.many_events(ctx)
         rows["storm"] = scenarios.cancel_storm(ctx)
         rows.update(offers.run(ctx))
@@ -170,9 +182,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             profile = run_profile(ctx, args.output, sources)
         growth = run_growth(ctx, growth_ctx)
+        party_growth = run_growth(ctx, growth_ctx, parties=scale.party_max)
         for kind in ("cancel", "rebook", "status"):
             for size in ("small", "large"):
                 rows[f"growth {kind} {size}"] = growth[size][kind]
+        for kind in ("cancel", "rebook", "status"):
+            for size in ("small", "large"):
+                rows[f"growth parties {kind} {size}"] = party_growth[size][kind]
     except BaseException:
         say(f"stopped; gunicorn's logs are in {tmp}")
         raise
@@ -207,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         },
         "setup": setup,
         "rows": list(rows.values()),
-        "ratios": ratios(rows, growth, "quick" if args.quick else "full"),
+        "ratios": ratios(rows, growth, "quick" if args.quick else "full", party_growth),
         "growth": growth,
+        "growth_parties": party_growth,
         "profile": profile,
         "dashboard": drawn.summary() if drawn else None,
     }

@@ -42,11 +42,12 @@ class Api:
         except ValueError:
             return status, raw.decode("utf-8", "replace")
 
-    def initialize(self, name: str, total_tickets: int) -> int:
+    def initialize(self, name: str, total_tickets: int, **settings) -> int:
+        """A new event; `settings` are the API's own names (maxTicketsPerBooking=6)."""
         status, body = self.call(
             "POST",
             "/api/events/initialize",
-            {"eventName": name, "totalTickets": total_tickets},
+            {"eventName": name, "totalTickets": total_tickets, **settings},
             admin=True,
         )
         if status != 201:
@@ -64,3 +65,10 @@ class Api:
         if status != 200:
             raise ApiError(f"waiting list of event {event_id}: {status} {body}")
         return body["userIds"]
+
+    def waiting_entries(self, event_id: int) -> list[tuple[int, int, int]]:
+        """(userId, tickets, overtakes) of each waiting party, in line order."""
+        status, body = self.call("GET", f"/api/events/{event_id}/waiting-list", admin=True)
+        if status != 200:
+            raise ApiError(f"waiting list of event {event_id}: {status} {body}")
+        return [(e["userId"], e["tickets"], e["overtakes"]) for e in body["entries"]]

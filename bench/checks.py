@@ -1,15 +1,22 @@
 """The invariants after a scenario, read through SQL and through the API.
 
 Per event, in one database snapshot (aggregates, so a million rows cost one
-index scan, not a million Python objects):
+scan, not a million Python objects), counting tickets, not rows (a booking, an
+offer or a place is a party of `tickets`); the same rules as tests/invariants.py
+checks, but its journal replay:
 
-- booked + offer rows <= total_tickets;
-- available_tickets == total_tickets - booked - offer rows, within 0..total, and
-  offered_tickets == offer rows;
-- waiting_count == waiting rows, every seq below next_waiting_seq;
-- nobody waits while a ticket is free;
-- users unique: nobody holds two tickets, waits twice, or is booked and waiting;
-  seqs unique in each line.
+- booked + offered tickets <= total_tickets;
+- available_tickets == total_tickets - booked tickets - offered tickets, within
+  0..total, and offered_tickets == the offers' tickets;
+- waiting_count == waiting rows, waiting_tickets == their tickets, every seq
+  below next_waiting_seq;
+- no idle fit: a waiting party that fits the free tickets has, before it, a party
+  that may not be passed over again (overtakes >= max_overtakes, not larger than
+  the event); held_back_tickets == the free tickets if such a party waits, else 0;
+- bounded overtakes: no party not larger than the event counts more than
+  max_overtakes;
+- users unique: nobody holds two of a booking, an offer and a place for one event,
+  nor two of one kind; seqs unique in each line.
 
 Then the API's status of each event must equal what the database holds.
 """
@@ -23,21 +30,42 @@ from .api import Api
 _EVENTS = sa.text(
     """
     SELECT e.id, e.total_tickets, e.available_tickets, e.waiting_count, e.next_waiting_seq,
-        e.offered_tickets,
+        e.offered_tickets, e.waiting_tickets, e.held_back_tickets, e.max_overtakes,
         (SELECT COUNT(*) FROM bookings b WHERE b.event_id = e.id) AS booked,
-        (SELECT COUNT(*) FROM offers o WHERE o.event_id = e.id) AS offered,
+        (SELECT COALESCE(SUM(b.tickets), 0) FROM bookings b
+            WHERE b.event_id = e.id) AS booked_tickets,
+        (SELECT COALESCE(SUM(o.tickets), 0) FROM offers o
+            WHERE o.event_id = e.id) AS offer_tickets,
         (SELECT COUNT(*) FROM waiting_list_entries w WHERE w.event_id = e.id) AS waiting,
+        (SELECT COALESCE(SUM(w.tickets), 0) FROM waiting_list_entries w
+            WHERE w.event_id = e.id) AS waiting_rows_tickets,
         (SELECT COALESCE(MAX(w.seq), 0) FROM waiting_list_entries w
             WHERE w.event_id = e.id) AS max_seq,
+        (SELECT MIN(w.seq) FROM waiting_list_entries w
+            WHERE w.event_id = e.id AND w.tickets <= e.available_tickets) AS first_fit,
+        (SELECT MIN(w.seq) FROM waiting_list_entries w
+            WHERE w.event_id = e.id AND w.overtakes >= e.max_overtakes
+            AND w.tickets <= e.total_tickets) AS first_limited,
+        (SELECT COUNT(*) FROM waiting_list_entries w
+            WHERE w.event_id = e.id AND w.overtakes > e.max_overtakes
+            AND w.tickets <= e.total_tickets) AS over_limit,
         (SELECT COUNT(*) FROM waiting_list_entries w
             JOIN bookings b ON b.event_id = w.event_id AND b.user_id = w.user_id
-            WHERE w.event_id = e.id) AS booked_and_waiting
+            WHERE w.event_id = e.id) AS booked_and_waiting,
+        (SELECT COUNT(*) FROM offers o
+            WHERE o.event_id = e.id AND (
+                EXISTS (SELECT 1 FROM bookings b
+                    WHERE b.event_id = o.event_id AND b.user_id = o.user_id)
+                OR EXISTS (SELECT 1 FROM waiting_list_entries w
+                    WHERE w.event_id = o.event_id AND w.user_id = o.user_id))
+        ) AS offered_and_held
     FROM events e WHERE e.id IN :ids ORDER BY e.id
     """
 ).bindparams(sa.bindparam("ids", expanding=True))
 
 _DUPLICATES = [
     ("bookings", "event_id, user_id"),
+    ("offers", "event_id, user_id"),
     ("waiting_list_entries", "event_id, user_id"),
     ("waiting_list_entries", "event_id, seq"),
 ]
@@ -49,8 +77,12 @@ class EventRow:
     total: int
     available: int
     waiting_count: int
-    booked: int
-    waiting: int
+    booked: int  # booking rows (parties)
+    waiting: int  # waiting rows (parties)
+    booked_tickets: int = 0
+    waiting_tickets: int = 0
+    offered_tickets: int = 0
+    held_back: int = 0
 
 
 @dataclass
@@ -67,12 +99,68 @@ class Checked:
             self.problems.append(problem)
 
 
+def _event(result: Checked, row) -> None:
+    """The invariants of one event's aggregates."""
+    where = f"event {row.id}"
+    expect = result.expect
+    held = row.booked_tickets + row.offer_tickets
+    expect(held <= row.total_tickets, f"{where}: {held} tickets booked and offered > total")
+    expect(
+        row.available_tickets == row.total_tickets - held,
+        f"{where}: available {row.available_tickets} != total {row.total_tickets}"
+        f" - booked {row.booked_tickets} - offered {row.offer_tickets} (tickets)",
+    )
+    expect(
+        row.offered_tickets == row.offer_tickets,
+        f"{where}: offered_tickets {row.offered_tickets} != the offers' {row.offer_tickets}",
+    )
+    expect(
+        0 <= row.available_tickets <= row.total_tickets,
+        f"{where}: available {row.available_tickets} out of range",
+    )
+    expect(
+        row.waiting_count == row.waiting,
+        f"{where}: waiting_count {row.waiting_count} != {row.waiting} rows",
+    )
+    expect(
+        row.waiting_tickets == row.waiting_rows_tickets,
+        f"{where}: waiting_tickets {row.waiting_tickets} != the rows' {row.waiting_rows_tickets}",
+    )
+    # No idle fit: the first party that fits comes after the first that may not be passed.
+    expect(
+        row.first_fit is None
+        or (row.first_limited is not None and row.first_limited < row.first_fit),
+        f"{where}: the party at seq {row.first_fit} fits the {row.available_tickets} free"
+        f" tickets and waits (first at the overtake limit: seq {row.first_limited})",
+    )
+    held_back = row.available_tickets if row.first_limited is not None else 0
+    expect(
+        row.held_back_tickets == held_back,
+        f"{where}: held_back_tickets {row.held_back_tickets} != {held_back}",
+    )
+    expect(
+        row.over_limit == 0,
+        f"{where}: {row.over_limit} parties passed over more than {row.max_overtakes} times",
+    )
+    expect(
+        row.booked_and_waiting == 0,
+        f"{where}: {row.booked_and_waiting} users both booked and waiting",
+    )
+    expect(
+        row.offered_and_held == 0,
+        f"{where}: {row.offered_and_held} users hold an offer and a booking or a place",
+    )
+    expect(
+        row.max_seq < row.next_waiting_seq,
+        f"{where}: seq {row.max_seq} not below next_waiting_seq {row.next_waiting_seq}",
+    )
+
+
 def check(engine: sa.Engine, api: Api, event_ids: list[int]) -> Checked:
     """The invariants of `event_ids` through SQL, then the API's status of each."""
     result = Checked()
     with engine.connect() as conn:  # autocommit off: one transaction, one snapshot
         for row in conn.execute(_EVENTS, {"ids": event_ids}):
-            where = f"event {row.id}"
             result.events[row.id] = EventRow(
                 row.id,
                 row.total_tickets,
@@ -80,39 +168,12 @@ def check(engine: sa.Engine, api: Api, event_ids: list[int]) -> Checked:
                 row.waiting_count,
                 row.booked,
                 row.waiting,
+                int(row.booked_tickets),
+                int(row.waiting_tickets),
+                row.offered_tickets,
+                row.held_back_tickets,
             )
-            expect = result.expect
-            held = row.booked + row.offered
-            expect(held <= row.total_tickets, f"{where}: {held} booked and offered > total")
-            expect(
-                row.available_tickets == row.total_tickets - held,
-                f"{where}: available {row.available_tickets} != total {row.total_tickets}"
-                f" - booked {row.booked} - offered {row.offered}",
-            )
-            expect(
-                row.offered_tickets == row.offered,
-                f"{where}: offered_tickets {row.offered_tickets} != {row.offered} offers",
-            )
-            expect(
-                0 <= row.available_tickets <= row.total_tickets,
-                f"{where}: available {row.available_tickets} out of range",
-            )
-            expect(
-                row.waiting_count == row.waiting,
-                f"{where}: waiting_count {row.waiting_count} != {row.waiting} rows",
-            )
-            expect(
-                not (row.available_tickets > 0 and row.waiting > 0),
-                f"{where}: {row.waiting} wait while {row.available_tickets} tickets are free",
-            )
-            expect(
-                row.booked_and_waiting == 0,
-                f"{where}: {row.booked_and_waiting} users both booked and waiting",
-            )
-            expect(
-                row.max_seq < row.next_waiting_seq,
-                f"{where}: seq {row.max_seq} not below next_waiting_seq {row.next_waiting_seq}",
-            )
+            _event(result, row)
         missing = set(event_ids) - set(result.events)
         result.expect(not missing, f"events missing from the database: {sorted(missing)[:10]}")
         ids = sa.bindparam("ids", expanding=True)
@@ -125,10 +186,13 @@ def check(engine: sa.Engine, api: Api, event_ids: list[int]) -> Checked:
                 result.problems.append(f"{table}: ({columns}) = {tuple(row[:2])} x{row[2]}")
     for event_id, row in result.events.items():
         status = api.status(event_id)
-        seen = (status["totalTickets"], status["availableTickets"], status["waitingListCount"])
-        held = (row.total, row.available, row.waiting_count)
+        keys = ("totalTickets", "availableTickets", "waitingListCount", "waitingTickets")
+        seen = tuple(status.get(key) for key in (*keys, "offeredTickets"))
+        held = (row.total, row.available, row.waiting_count, row.waiting_tickets)
+        held += (row.offered_tickets,)
         result.expect(
             seen == held,
-            f"event {event_id}: API (total, available, waiting) {seen} != database {held}",
+            f"event {event_id}: API (total, available, waiting, waiting tickets, offered)"
+            f" {seen} != database {held}",
         )
     return result

@@ -52,13 +52,24 @@ def plot(results: dict, path: Path) -> None:
         small, large = growth["small"], growth["large"]
         sizes = [small["sizes"]["waiting"], large["sizes"]["waiting"]]
         plotted = []
-        for kind, label, marker, color in (
-            ("cancel", "cancel + promote", "o", "tab:red"),
-            ("rebook", "re-book (join line)", "s", "tab:green"),
-            ("status", "status", "^", "tab:blue"),
-        ):
+        lines = [
+            (growth, "cancel", "cancel + promote", "o", "tab:red"),
+            (growth, "rebook", "re-book (join line)", "s", "tab:green"),
+            (growth, "status", "status", "^", "tab:blue"),
+        ]
+        if results.get("growth_parties"):
+            lines.append(
+                (
+                    results["growth_parties"],
+                    "cancel",
+                    "cancel + promote, parties",
+                    "D",
+                    "tab:purple",
+                )
+            )
+        for case, kind, label, marker, color in lines:
             for pct, linestyle in (("p50_ms", "-"), ("p99_ms", "--")):
-                values = [small[kind][pct], large[kind][pct]]
+                values = [case["small"][kind][pct], case["large"][kind][pct]]
                 plotted.extend(values)
                 ax_growth.plot(
                     sizes,

@@ -46,9 +46,13 @@ def _against_before(rows: dict, mode: str) -> list[dict]:
     ]
 
 
-def ratios(rows: dict, growth: dict, mode: str = "full") -> list[dict]:
+def ratios(
+    rows: dict, growth: dict, mode: str = "full", party_growth: dict | None = None
+) -> list[dict]:
     hot = rows["hot"]["rps"]
     found = [*_against_healthz(rows), *_against_before(rows, mode)]
+    if "hot parties" in rows:
+        found += _parties(rows)
     if "offer storm" in rows:
         # Informational: the same cancel storm, each ticket offered instead of booked.
         found.append(
@@ -95,8 +99,40 @@ def ratios(rows: dict, growth: dict, mode: str = "full") -> list[dict]:
     for key, row in rows.items():
         if key.startswith("direct"):
             found.append(ratio(f"hot-event booking / {row['scenario']}", hot, row["rps"]))
+    found += _growth(growth, "")
+    if party_growth:
+        found += _growth(party_growth, f", parties of 1-{party_growth['parties']}")
+    return found
+
+
+def _parties(rows: dict) -> list[dict]:
+    """Informational: the hot event with parties against parties of 1, per request and
+    per ticket asked (a party asks for several)."""
+    parties, hot = rows["hot parties"], rows["hot"]
+    label = parties["scenario"].removeprefix("hot event, ")
+    return [
+        ratio(f"hot event: {label} / parties of 1, req/s", parties["rps"], hot["rps"]),
+        ratio(
+            f"hot event: {label} / parties of 1, tickets/s (tickets asked per second)",
+            parties.get("tickets_per_s"),
+            hot.get("tickets_per_s"),
+        ),
+    ]
+
+
+def _growth(growth: dict, label: str) -> list[dict]:
+    """Large against small: latency (target <= 1.5) and the cancel+promote throughput, the
+    cancel storm with 100,000 parties waiting against 100 (target >= 0.8)."""
     small, large = growth["small"], growth["large"]
-    for kind, label, target in (
+    found = [
+        ratio(
+            f"growth{label} cancel+promote req/s large/small",
+            large["cancel"]["rps"],
+            small["cancel"]["rps"],
+            ">= 0.8",
+        )
+    ]
+    for kind, name, target in (
         ("cancel", "cancel+promote", "<= 1.5"),
         ("status", "status", "<= 1.5"),
         ("rebook", "re-book (join line)", "<= 1.5"),
@@ -104,7 +140,7 @@ def ratios(rows: dict, growth: dict, mode: str = "full") -> list[dict]:
         for pct in ("p50_ms", "p99_ms"):
             found.append(
                 ratio(
-                    f"growth {label} {pct[:3]} large/small",
+                    f"growth{label} {name} {pct[:3]} large/small",
                     large[kind][pct],
                     small[kind][pct],
                     target,

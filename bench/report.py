@@ -259,6 +259,7 @@ def text(results: dict) -> str:
         *_webhook_text(results),
         "",
         *ratio_lines(results),
+        *party_lines(results),
         *retry_lines(results),
         *warmup_lines(results),
         *contention_lines(results),
@@ -278,19 +279,52 @@ def retry_lines(results: dict) -> list[str]:
     ]
 
 
+def party_lines(results: dict) -> list[str]:
+    """What the parties' rows booked: their answers say more than req/s."""
+    lines = []
+    for r in results["rows"]:
+        o = r.get("outcome")
+        if not isinstance(o, dict) or "asked_tickets" not in o:
+            continue
+        lines.append(
+            f"{r['scenario']}: {r['requests']:,} parties asked for {o['asked_tickets']:,} tickets"
+            f" ({r['tickets_per_s']:,.0f} tickets/s); {o['booked']:,} parties booked"
+            f" {o['booked_tickets']:,} tickets, {o['waitlisted']:,} wait for"
+            f" {o['waiting_tickets']:,}, {o['held_back']} held back for a blocking party,"
+            f" {o['passed_over']:,} overtakes counted"
+        )
+    for label, size in (results.get("growth_parties") or {}).items():
+        c = size.get("cycles") if isinstance(size, dict) else None
+        if c:
+            lines.append(
+                f"growth, parties, {label} ({size['sizes']['waiting']:,} waiting): {c['cancels']}"
+                f" cancels (warm-up included) freed {c['freed_tickets']:,} tickets:"
+                f" {c['promoted']} parties promoted ({c['promoted_tickets']:,} tickets),"
+                f" {c['rebooked_at_once']} re-booked at once ({c['rebooked_at_once_tickets']}),"
+                f" {c['free_at_end']} free at the end"
+            )
+    return lines
+
+
 def warmup_lines(results: dict) -> list[str]:
     lines = []
-    for label, size in (results.get("growth") or {}).items():
-        if not isinstance(size, dict) or "warmup" not in size:
-            continue
-        w = size["warmup"]
-        lines.append(
-            f"growth warm-up, {label} ({size['sizes']['waiting']:,} waiting): {w['requests']}"
-            f" requests in {w['wall_s']} s until {w['workers_loaded']}/{w['workers']} workers"
-            f" had loaded the waiting list; p50 {w['p50_ms']} ms, max {w['max_ms']} ms"
-            f" (not in the figures above)"
-        )
+    growths = [("", results.get("growth")), ("parties, ", results.get("growth_parties"))]
+    for kind, growth in growths:
+        for label, size in (growth or {}).items():
+            if not isinstance(size, dict) or "warmup" not in size:
+                continue
+            lines.append(_warmup_line(kind + label, size))
     return lines
+
+
+def _warmup_line(label: str, size: dict) -> str:
+    w = size["warmup"]
+    return (
+        f"growth warm-up, {label} ({size['sizes']['waiting']:,} waiting): {w['requests']}"
+        f" requests in {w['wall_s']} s until {w['workers_loaded']}/{w['workers']} workers"
+        f" had loaded the waiting list; p50 {w['p50_ms']} ms, max {w['max_ms']} ms"
+        f" (not in the figures above)"
+    )
 
 
 def markdown(results: dict) -> str:
@@ -314,6 +348,7 @@ def markdown(results: dict) -> str:
             *_webhook_md(results),
             "",
             *(f"- {line}" for line in ratio_lines(results)),
+            *(f"- {line}" for line in party_lines(results)),
             *(f"- {line}" for line in retry_lines(results)),
             *warm_lines,
             *(f"- {line}" for line in contention_lines(results)),

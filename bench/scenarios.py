@@ -47,8 +47,13 @@ class Context:
         return [host.log_file for host in self.hosts or [self.server]]
 
 
-def book(event_id: int, user_id: int) -> Request:
-    return load.post(BOOK, {"userId": user_id, "eventId": event_id}, tag=("book", user_id))
+def book(event_id: int, user_id: int, tickets: int | None = None) -> Request:
+    """Book one ticket, or a party of `tickets` (then the body says so; else it is the
+    one-ticket request every client sent before parties)."""
+    body = {"userId": user_id, "eventId": event_id}
+    if tickets is not None:
+        body["tickets"] = tickets
+    return load.post(BOOK, body, tag=("book", user_id))
 
 
 def cancel(event_id: int, user_id: int) -> Request:
@@ -105,6 +110,13 @@ def _outcomes(run: Run) -> tuple[list[int], dict[int, int]]:
         elif body.get("status") == "waitlisted":
             waitlisted[body["userId"]] = body["position"]
     return booked, waitlisted
+
+
+def tickets_per_s(run: Run) -> float:
+    """Tickets asked for per second in the answered bookings (201: booked or waitlisted;
+    a party of k counts k), over the run's wall time."""
+    tickets = sum(r.request.body.get("tickets", 1) for r in run.responses if r.status == 201)
+    return round(tickets / run.wall, 1) if run.wall > 0 else 0.0
 
 
 def _booked_users(ctx: Context, event_id: int) -> set[int]:
@@ -180,6 +192,7 @@ def hot_event(ctx: Context, name: str = "hot event") -> dict:
     return row(
         name, summary, cpu, checked, batched,
         event_id=event_id, outcome=outcome, started_at=round(run.started_at, 3),
+        tickets_per_s=tickets_per_s(run),
     )  # fmt: skip
 
 

@@ -9,6 +9,11 @@ class Scale:
     healthz_requests: int = 10_000
     hot_users: int = 5_000  # hot event: this many distinct users book one event
     hot_tickets: int = 1_000
+    # Parties (issue 20): the hot event again, each user booking a party of 1..party_max
+    # tickets drawn from a Random(party_seed); the growth cases again with parties of
+    # 1..party_max booked and waiting (seed.py) and cycles that cancel a whole party.
+    party_max: int = 6
+    party_seed: int = 20
     many_events: int = 100  # many events: the same bookings spread over this many events
     many_tickets: int = 10  # tickets per event
     storm_tickets: int = 500  # cancel storm: every ticket holder cancels
