@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: install node run migrate test postman lint format bench stress clean
+.PHONY: install node run serve migrate test postman lint format bench stress clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,12 +32,19 @@ node: $(NODE_STAMP)
 migrate: install
 	$(BIN)/flask db upgrade
 
-# The worker (webhooks, journal upkeep) runs beside gunicorn and stops with it.
+# The worker (webhooks, journal upkeep) runs beside gunicorn and stops with it: Ctrl-C
+# and SIGTERM stop both gracefully (a background job of sh ignores SIGQUIT, so the trap
+# passes that on as SIGTERM too). `make serve` is the same without install and migrate.
+SERVE = $(BIN)/flask worker & worker=$$!; \
+	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT INT TERM QUIT; \
+	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
 run: migrate
 	@$(BIN)/flask admin-password
-	@$(BIN)/flask worker & worker=$$!; \
-	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
-	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+	@$(SERVE)
+
+serve:
+	@$(SERVE)
 
 test: install node
 	$(BIN)/python -m pytest

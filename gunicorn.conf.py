@@ -1,14 +1,18 @@
 """gunicorn settings, from the environment.
 
-PORT (3000), WEB_CONCURRENCY (worker processes, 2), GUNICORN_THREADS (16),
-GUNICORN_WORKER_CONNECTIONS (2 x threads), GUNICORN_TIMEOUT (83 s, from LOCK_TIMEOUT),
-GUNICORN_GRACEFUL_TIMEOUT (20 s), GUNICORN_ACCESS_LOG (off; "-" for stdout or
-a path: JSON lines like the app's own request log).
+HOST (127.0.0.1) and PORT (3000), or GUNICORN_BIND; WEB_CONCURRENCY (worker
+processes, 2), GUNICORN_THREADS (16), GUNICORN_WORKER_CONNECTIONS (2 x threads),
+GUNICORN_TIMEOUT (83 s, from LOCK_TIMEOUT), GUNICORN_GRACEFUL_TIMEOUT (20 s),
+GUNICORN_ACCESS_LOG (off; "-" for stdout or a path: JSON lines like the app's own
+request log).
 """
 
 import os
 
-bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '3000')}")
+# Loopback unless told otherwise: on a laptop the API and /metrics stay off the network;
+# a deployment behind nginx on the same host needs nothing more (docs/deployment.md).
+_host = os.environ.get("HOST") or "127.0.0.1"
+bind = os.environ.get("GUNICORN_BIND") or f"{_host}:{os.environ.get('PORT', '3000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Threads (gthread workers): requests of one process wait at the booking lock
 # together, so the thread holding it commits them all in one transaction (group
@@ -25,8 +29,11 @@ worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", str(2 * t
 # timeout (6 x LOCK_TIMEOUT + 5 s, booking/storage/database.py), the connect up to 3 s.
 _io_timeout = 6 * max(1, int(os.environ.get("LOCK_TIMEOUT", "5"))) + 5
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", str(max(60, 2 * _io_timeout + 3 + 10))))
-# On SIGTERM, finish in-flight requests for up to this long before exiting.
+# On SIGTERM (or Ctrl-C), finish in-flight requests for up to this long before exiting.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+# gthread, stopped gracefully by SIGINT too (Ctrl-C signals every process of
+# `make run`), and never hung by two quit signals at once: booking/gunicorn_worker.py.
+worker_class = "booking.gunicorn_worker.ThreadWorker"
 keepalive = 5
 # Load the app in each worker after the fork: database pools and locks must not
 # be shared between processes.
@@ -65,9 +72,16 @@ def on_starting(server):
     A worker that exits on a bad setting (table mode on a Galera node, an
     unwritable LOG_FILE) would otherwise be replaced by gunicorn again and again.
     """
+    # Ctrl-C stops as SIGTERM does: the workers finish the requests in flight.
+    # gunicorn's own SIGINT is a quick stop (SIGQUIT to the workers), which drops them
+    # and can hang a worker that got the terminal's SIGINT as well. A second Ctrl-C,
+    # or SIGQUIT, is still the quick stop. (The master finds handlers by name.)
+    server.handle_int = server.handle_term
     from booking import create_app
+    from booking.http import auth
 
     app = create_app()
+    auth.warn_if_closed(app)  # once, for the server; not for every CLI command
     app.extensions["booking"].engine.dispose()
 
 

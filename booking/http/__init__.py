@@ -8,7 +8,7 @@ imports it, and only this layer and the top (create_app, cli) import Flask.
 from flask import Flask, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
-from . import auth, errors, events, headers, health, metrics, notifications, ratelimit, request_log
+from . import errors, events, headers, health, metrics, notifications, ratelimit, request_log
 
 
 def init_app(app: Flask, api) -> None:
@@ -30,7 +30,6 @@ def init_app(app: Flask, api) -> None:
     api.spec.components.schemas["EventChangeRequest"]["minProperties"] = 1
     _serve_docs_assets(app)
     errors.register(app)  # after api.init_app, so ours replace flask-smorest's handlers
-    auth.init_app(app)
     headers.init_app(app)
 
 

@@ -14,11 +14,15 @@ log = logging.getLogger("booking.auth")
 admin_auth = HTTPBasicAuth(realm="booking admin")
 
 
-def init_app(app: Flask) -> None:
+def warn_if_closed(app: Flask) -> None:
+    """Say it when the server starts with no admin password (gunicorn.conf.py's
+    on_starting): the admin routes will refuse every request. Not at every app
+    creation: `flask admin-password` creates the app to generate the password."""
     if not (app.config.get("ADMIN_PASSWORD") or app.config.get("ADMIN_PASSWORD_HASH")):
         log.warning(
             "No ADMIN_PASSWORD, ADMIN_PASSWORD_FILE or ADMIN_PASSWORD_HASH configured:"
-            " admin routes will refuse every request."
+            " admin routes will refuse every request (`flask --app wsgi admin-password`"
+            " generates one)."
         )
 
 
