@@ -26,6 +26,7 @@ Modules, one job each:
   checks     the invariants, in tickets, through SQL and through the API
   scenarios  the scenarios and the HTTP ceiling
   parties    the hot event again, each user booking a party of 1-6 tickets
+  holds      the hot event again with checkout holds: everyone books, the held claim
   webhooks   the hot event again while a worker delivers its journal to a webhook
   dashboard  a hot sale, cancels and a webhook worker on a site of its own, /metrics scraped
   scrape     the /metrics scraper: every sample of every scrape, with its time

@@ -24,6 +24,7 @@ from . import (
     dashboard,
     dashboard_plot,
     direct,
+    holds,
     offers,
     parties,
     report,
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         rows["healthz"] = scenarios.healthz(ctx)
         rows["hot"] = scenarios.hot_event(ctx)
         rows["hot parties"] = parties.hot_parties(ctx)
+        rows.update(holds.run(ctx))
         rows["many"] = scenarios.many_events(ctx)
         rows["storm"] = scenarios.cancel_storm(ctx)
         rows.update(offers.run(ctx))

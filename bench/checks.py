@@ -2,12 +2,14 @@
 
 Per event, in one database snapshot (aggregates, so a million rows cost one
 scan, not a million Python objects), counting tickets, not rows (a booking, an
-offer or a place is a party of `tickets`); the same rules as tests/invariants.py
-checks, but its journal replay:
+offer, a checkout hold or a place is a party of `tickets`); the same rules as
+tests/invariants.py checks, but its journal replay:
 
-- booked + offered tickets <= total_tickets;
-- available_tickets == total_tickets - booked tickets - offered tickets, within
-  0..total, and offered_tickets == the offers' tickets;
+- booked + offered + held tickets <= total_tickets;
+- available_tickets == total_tickets - booked - offered - held tickets, within
+  0..total; the offers table holds both kinds of held tickets (kind 'offer': an
+  offer to a waiting party; kind 'hold': a buyer's checkout hold) and no other:
+  offered_tickets == the 'offer' rows' tickets, held_tickets == the 'hold' rows';
 - waiting_count == waiting rows, waiting_tickets == their tickets, every seq
   below next_waiting_seq;
 - no idle fit: a waiting party that fits the free tickets has, before it, a party
@@ -15,8 +17,9 @@ checks, but its journal replay:
   the event); held_back_tickets == the free tickets if such a party waits, else 0;
 - bounded overtakes: no party not larger than the event counts more than
   max_overtakes;
-- users unique: nobody holds two of a booking, an offer and a place for one event,
-  nor two of one kind; seqs unique in each line.
+- users unique: nobody holds two of a booking, an offer or hold (one row of the
+  offers table) and a place for one event, nor two of one kind; seqs unique in
+  each line.
 
 Then the API's status of each event must equal what the database holds.
 """
@@ -30,12 +33,17 @@ from .api import Api
 _EVENTS = sa.text(
     """
     SELECT e.id, e.total_tickets, e.available_tickets, e.waiting_count, e.next_waiting_seq,
-        e.offered_tickets, e.waiting_tickets, e.held_back_tickets, e.max_overtakes,
+        e.offered_tickets, e.held_tickets, e.waiting_tickets, e.held_back_tickets,
+        e.max_overtakes,
         (SELECT COUNT(*) FROM bookings b WHERE b.event_id = e.id) AS booked,
         (SELECT COALESCE(SUM(b.tickets), 0) FROM bookings b
             WHERE b.event_id = e.id) AS booked_tickets,
         (SELECT COALESCE(SUM(o.tickets), 0) FROM offers o
-            WHERE o.event_id = e.id) AS offer_tickets,
+            WHERE o.event_id = e.id AND o.kind = 'offer') AS offer_tickets,
+        (SELECT COALESCE(SUM(o.tickets), 0) FROM offers o
+            WHERE o.event_id = e.id AND o.kind = 'hold') AS hold_tickets,
+        (SELECT COUNT(*) FROM offers o
+            WHERE o.event_id = e.id AND o.kind NOT IN ('offer', 'hold')) AS other_kinds,
         (SELECT COUNT(*) FROM waiting_list_entries w WHERE w.event_id = e.id) AS waiting,
         (SELECT COALESCE(SUM(w.tickets), 0) FROM waiting_list_entries w
             WHERE w.event_id = e.id) AS waiting_rows_tickets,
@@ -83,6 +91,7 @@ class EventRow:
     waiting_tickets: int = 0
     offered_tickets: int = 0
     held_back: int = 0
+    held_tickets: int = 0  # checkout holds
 
 
 @dataclass
@@ -103,16 +112,25 @@ def _event(result: Checked, row) -> None:
     """The invariants of one event's aggregates."""
     where = f"event {row.id}"
     expect = result.expect
-    held = row.booked_tickets + row.offer_tickets
-    expect(held <= row.total_tickets, f"{where}: {held} tickets booked and offered > total")
+    taken = row.booked_tickets + row.offer_tickets + row.hold_tickets
+    expect(taken <= row.total_tickets, f"{where}: {taken} tickets booked, offered and held > total")
     expect(
-        row.available_tickets == row.total_tickets - held,
+        row.available_tickets == row.total_tickets - taken,
         f"{where}: available {row.available_tickets} != total {row.total_tickets}"
-        f" - booked {row.booked_tickets} - offered {row.offer_tickets} (tickets)",
+        f" - booked {row.booked_tickets} - offered {row.offer_tickets}"
+        f" - held {row.hold_tickets} (tickets)",
     )
     expect(
         row.offered_tickets == row.offer_tickets,
         f"{where}: offered_tickets {row.offered_tickets} != the offers' {row.offer_tickets}",
+    )
+    expect(
+        row.held_tickets == row.hold_tickets,
+        f"{where}: held_tickets {row.held_tickets} != the holds' {row.hold_tickets}",
+    )
+    expect(
+        row.other_kinds == 0,
+        f"{where}: {row.other_kinds} rows of the offers table neither an offer nor a hold",
     )
     expect(
         0 <= row.available_tickets <= row.total_tickets,
@@ -148,7 +166,8 @@ def _event(result: Checked, row) -> None:
     )
     expect(
         row.offered_and_held == 0,
-        f"{where}: {row.offered_and_held} users hold an offer and a booking or a place",
+        f"{where}: {row.offered_and_held} users hold an offer or a checkout hold and a booking"
+        " or a place",
     )
     expect(
         row.max_seq < row.next_waiting_seq,
@@ -172,6 +191,7 @@ def check(engine: sa.Engine, api: Api, event_ids: list[int]) -> Checked:
                 int(row.waiting_tickets),
                 row.offered_tickets,
                 row.held_back_tickets,
+                row.held_tickets,
             )
             _event(result, row)
         missing = set(event_ids) - set(result.events)
@@ -187,12 +207,12 @@ def check(engine: sa.Engine, api: Api, event_ids: list[int]) -> Checked:
     for event_id, row in result.events.items():
         status = api.status(event_id)
         keys = ("totalTickets", "availableTickets", "waitingListCount", "waitingTickets")
-        seen = tuple(status.get(key) for key in (*keys, "offeredTickets"))
+        seen = tuple(status.get(key) for key in (*keys, "offeredTickets", "heldTickets"))
         held = (row.total, row.available, row.waiting_count, row.waiting_tickets)
-        held += (row.offered_tickets,)
+        held += (row.offered_tickets, row.held_tickets)
         result.expect(
             seen == held,
-            f"event {event_id}: API (total, available, waiting, waiting tickets, offered)"
+            f"event {event_id}: API (total, available, waiting, waiting tickets, offered, held)"
             f" {seen} != database {held}",
         )
     return result

@@ -25,7 +25,7 @@ from .checks import Checked, check
 from .scenarios import Context, book, measure, row, tickets_per_s
 from .stats import summarize
 
-_SERVED = ("booking.booked", "booking.promoted", "offer.created")
+_SERVED = ("booking.booked", "booking.promoted", "offer.created", "hold.created")
 
 
 def _overtaken(ctx: Context, event_id: int) -> dict[int, int]:

@@ -53,6 +53,8 @@ def ratios(
     found = [*_against_healthz(rows), *_against_before(rows, mode)]
     if "hot parties" in rows:
         found += _parties(rows)
+    if "hot holds claim" in rows:
+        found += _holds(rows)
     if "offer storm" in rows:
         # Informational: the same cancel storm, each ticket offered instead of booked.
         found.append(
@@ -117,6 +119,23 @@ def _parties(rows: dict) -> list[dict]:
             parties.get("tickets_per_s"),
             hot.get("tickets_per_s"),
         ),
+    ]
+
+
+def _holds(rows: dict) -> list[dict]:
+    """Informational: the hot event with checkout holds against the instant one. A purchase
+    is a held booking then claimed: the pairs over both stretches' time, against the hot
+    event's booked answers over its time; and the book stretch alone, per request."""
+    book, claimed, hot = rows["hot holds"], rows["hot holds claim"], rows["hot"]
+    hot_booked = hot["outcome"]["booked"] / hot["wall_s"] if hot["wall_s"] else None
+    return [
+        ratio(
+            "hot event, checkout holds: purchases/s (held + claimed pairs over book + claim"
+            " time) / hot event's booked/s",
+            claimed["purchases"]["per_s"],
+            hot_booked,
+        ),
+        ratio("hot event, checkout holds: book req/s / hot event req/s", book["rps"], hot["rps"]),
     ]
 
 

@@ -260,6 +260,7 @@ def text(results: dict) -> str:
         "",
         *ratio_lines(results),
         *party_lines(results),
+        *hold_lines(results),
         *retry_lines(results),
         *warmup_lines(results),
         *contention_lines(results),
@@ -306,6 +307,33 @@ def party_lines(results: dict) -> list[str]:
     return lines
 
 
+def hold_lines(results: dict) -> list[str]:
+    """What the checkout holds' rows did: purchases (held, then claimed) per second, beside
+    the hot event's bookings per second."""
+    rows = {r["scenario"]: r for r in results["rows"]}
+    hot = rows.get("hot event")
+    lines = []
+    for r in results["rows"]:
+        p = r.get("purchases")
+        booked = rows.get(r["scenario"].removesuffix(": claim") + ": book")
+        if not isinstance(p, dict) or booked is None:
+            continue
+        line = (
+            f"{r['scenario'].removesuffix(': claim')}: {booked['requests']:,} bookings,"
+            f" {booked['outcome']['held']:,} held and {booked['outcome']['waitlisted']:,}"
+            f" waitlisted; {p['claimed']:,} of the {p['held']:,} held claimed: {p['claimed']:,}"
+            f" purchases in {p['wall_s']:.2f} s of book + claim ({p['per_s']:,.0f}/s)"
+        )
+        if hot and hot.get("outcome"):
+            per_s = hot["outcome"]["booked"] / hot["wall_s"] if hot["wall_s"] else 0
+            line += (
+                f"; the hot event booked {hot['outcome']['booked']:,} in {hot['wall_s']:.2f} s"
+                f" ({per_s:,.0f}/s)"
+            )
+        lines.append(line)
+    return lines
+
+
 def warmup_lines(results: dict) -> list[str]:
     lines = []
     growths = [("", results.get("growth")), ("parties, ", results.get("growth_parties"))]
@@ -349,6 +377,7 @@ def markdown(results: dict) -> str:
             "",
             *(f"- {line}" for line in ratio_lines(results)),
             *(f"- {line}" for line in party_lines(results)),
+            *(f"- {line}" for line in hold_lines(results)),
             *(f"- {line}" for line in retry_lines(results)),
             *warm_lines,
             *(f"- {line}" for line in contention_lines(results)),

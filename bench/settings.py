@@ -14,6 +14,9 @@ class Scale:
     # 1..party_max booked and waiting (seed.py) and cycles that cancel a whole party.
     party_max: int = 6
     party_seed: int = 20
+    # Checkout holds (issue 21): the hot event again on an event that holds each booking
+    # this long for its checkout, long enough to outlast the run (book, then claim).
+    hold_ttl_seconds: int = 600
     many_events: int = 100  # many events: the same bookings spread over this many events
     many_tickets: int = 10  # tickets per event
     storm_tickets: int = 500  # cancel storm: every ticket holder cancels

@@ -64,6 +64,10 @@ OUTCOME_OF = {
     "offer.claimed": "claimed",
     "offer.declined": "declined_offer",
     "offer.expired": "offer_expired",
+    "hold.created": "held",
+    "hold.claimed": "hold_claimed",
+    "hold.released": "hold_released",
+    "hold.expired": "hold_expired",
     "event.created": "event_created",
     "event.updated": "event_updated",
 }

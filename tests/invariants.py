@@ -5,8 +5,8 @@ row in one transaction (one snapshot), asserts the rules the service promises,
 and returns what it read so a test can make its own, sharper checks:
 
 - an event never has more tickets booked and offered than it has;
-- events.available_tickets == total_tickets - booked tickets - offered tickets, and
-  events.offered_tickets == the offers' tickets;
+- events.available_tickets == total_tickets - booked - offered - held tickets, and
+  events.offered_tickets / held_tickets == the offers' / checkout holds' tickets;
 - events.waiting_count == waiting rows, events.waiting_tickets == their tickets;
 - no idle fit: a waiting party that fits the free tickets has, before it, a party
   that does not fit and may not be passed over again (overtakes >= max_overtakes,
@@ -57,10 +57,13 @@ class EventTruth:
     max_overtakes: int = 3
     waiting_tickets: int = 0
     held_back_tickets: int = 0
+    hold_ttl_seconds: int = 0
+    held_tickets: int = 0
     booked: list[int] = field(default_factory=list)  # user ids, ascending
     booked_tickets: dict[int, int] = field(default_factory=dict)  # user id -> tickets
     offered: list[int] = field(default_factory=list)  # user ids holding an offer, by seq
     offer_tickets: dict[int, int] = field(default_factory=dict)  # user id -> tickets
+    hold_tickets: dict[int, int] = field(default_factory=dict)  # checkout holds: user -> tickets
     waiting: list[int] = field(default_factory=list)  # user ids in line order (seq)
     seqs: list[int] = field(default_factory=list)  # the seqs of `waiting`, same order
     parties: list[tuple[int, int, int]] = field(default_factory=list)  # (user, tickets, overtakes)
@@ -80,6 +83,8 @@ class EventTruth:
             "maxTicketsPerBooking": self.max_tickets_per_booking,
             "maxOvertakes": self.max_overtakes,
             "waitingTickets": self.waiting_tickets,
+            "holdTtlSeconds": self.hold_ttl_seconds,
+            "heldTickets": self.held_tickets,
         }
 
     def waiting_list(self) -> dict:
@@ -123,24 +128,32 @@ def read_truth(database_url: str) -> tuple[dict[int, EventTruth], list[str]]:
                     max_overtakes=row.max_overtakes,
                     waiting_tickets=row.waiting_tickets,
                     held_back_tickets=row.held_back_tickets,
+                    hold_ttl_seconds=row.hold_ttl_seconds,
+                    held_tickets=row.held_tickets,
                 )
                 for row in conn.execute(
                     sa.text(
                         "SELECT id, name, total_tickets, available_tickets, waiting_count,"
                         " waitlist_version, next_waiting_seq, sales_open, waitlist_mode,"
                         " offer_ttl_seconds, offered_tickets, max_tickets_per_booking,"
-                        " max_overtakes, waiting_tickets, held_back_tickets FROM events ORDER BY id"
+                        " max_overtakes, waiting_tickets, held_back_tickets, hold_ttl_seconds,"
+                        " held_tickets FROM events ORDER BY id"
                     )
                 )
             }
-            for event_id, user_id, tickets in conn.execute(
-                sa.text("SELECT event_id, user_id, tickets FROM offers ORDER BY event_id, seq")
+            for event_id, user_id, tickets, kind in conn.execute(
+                sa.text(
+                    "SELECT event_id, user_id, tickets, kind FROM offers ORDER BY event_id, seq"
+                )
             ):
                 if event_id not in events:
-                    problems.append(f"offer to user {user_id} for missing event {event_id}")
+                    problems.append(f"{kind} to user {user_id} for missing event {event_id}")
                     continue
-                events[event_id].offered.append(user_id)
-                events[event_id].offer_tickets[user_id] = tickets
+                if kind == "hold":
+                    events[event_id].hold_tickets[user_id] = tickets
+                else:
+                    events[event_id].offered.append(user_id)
+                    events[event_id].offer_tickets[user_id] = tickets
             for event_id, user_id, tickets in conn.execute(
                 sa.text(
                     "SELECT event_id, user_id, tickets FROM bookings ORDER BY event_id, user_id"
@@ -186,18 +199,22 @@ def event_violations(event: EventTruth) -> list[str]:
     found = []
     booked = sum(event.booked_tickets.values())
     offered = sum(event.offer_tickets.values())
+    held = sum(event.hold_tickets.values())
     waiting = len(event.waiting)
-    if booked + offered > event.total:
-        found.append(f"{where}: {booked} booked and {offered} offered exceed the total")
-    if event.available != event.total - booked - offered:
+    if booked + offered + held > event.total:
+        found.append(f"{where}: {booked} booked, {offered} offered, {held} held exceed the total")
+    if event.available != event.total - booked - offered - held:
         found.append(
-            f"{where}: available_tickets {event.available} != total - booked - offered"
-            f" ({event.total} - {booked} - {offered})"
+            f"{where}: available_tickets {event.available} != total - booked - offered - held"
+            f" ({event.total} - {booked} - {offered} - {held})"
         )
     if event.offered_tickets != offered:
         found.append(f"{where}: offered_tickets {event.offered_tickets} != {offered} offered")
-    if held_twice := (set(event.booked) | set(event.waiting)) & set(event.offered):
-        found.append(f"{where}: users holding an offer and a ticket or place: {held_twice}")
+    if event.held_tickets != held:
+        found.append(f"{where}: held_tickets {event.held_tickets} != {held} held")
+    kinds = [set(event.booked), set(event.waiting), set(event.offered), set(event.hold_tickets)]
+    if sum(map(len, kinds)) != len(set().union(*kinds)):
+        found.append(f"{where}: a user holds two of a booking, a place, an offer and a hold")
     if not 0 <= event.available <= event.total:
         found.append(f"{where}: available_tickets {event.available} out of range")
     if event.waiting_count != waiting:
@@ -350,44 +367,62 @@ class Replayed:
             "ttl": data.get("offerTtlSeconds", 3600),
             "maxTickets": data.get("maxTicketsPerBooking", 10),
             "maxOvertakes": data.get("maxOvertakes", 3),
+            "holdTtl": data.get("holdTtlSeconds", 0),
         }
         self.booked: dict[int, int] = {}
         self.offered: dict[int, int] = {}
+        self.held: dict[int, int] = {}  # checkout holds
         self.line: list[list[int]] = []  # [user, tickets, overtakes] in line order
         self.previous: str | None = None  # the type of the fact before
 
     @property
     def free(self) -> int:
-        return self.settings["total"] - sum(self.booked.values()) - sum(self.offered.values())
+        taken = sum(self.booked.values()) + sum(self.offered.values()) + sum(self.held.values())
+        return self.settings["total"] - taken
 
     def state(self) -> dict:
-        return {**self.settings, "booked": self.booked, "line": self.line, "offered": self.offered}
+        return {
+            **self.settings,
+            "booked": self.booked,
+            "line": self.line,
+            "offered": self.offered,
+            "held": self.held,
+        }
 
     def apply(self, type_: str, user: int | None, data: dict) -> list[str]:
         found = []
         served = type_ in ("booking.promoted", "offer.created")
         # Every change but its served parties ends in no idle fit; lapses settled together
         # are freed together before their one allocation.
-        if not served and not (type_ == self.previous == "offer.expired"):
+        lapses = ("offer.expired", "hold.expired")
+        if not served and not (type_ in lapses and self.previous in lapses):
             found += self.idle_fit()
         self.previous = type_
-        held = user in self.booked or user in self.offered or self.place(user) is not None
+        held = (
+            user in self.booked
+            or user in self.offered
+            or user in self.held
+            or self.place(user) is not None
+        )
         tickets = data.get("tickets", 1)
         if type_ == "event.updated":
             for key, name in (
                 ("eventName", "name"), ("totalTickets", "total"), ("salesOpen", "salesOpen"),
                 ("waitlistMode", "mode"), ("offerTtlSeconds", "ttl"),
                 ("maxTicketsPerBooking", "maxTickets"), ("maxOvertakes", "maxOvertakes"),
+                ("holdTtlSeconds", "holdTtl"),
             ):  # fmt: skip
                 if key in data:
                     self.settings[name] = data[key]
-        elif type_ == "booking.booked":
+        elif type_ in ("booking.booked", "hold.created"):
             if held:
-                found.append("the user already held a booking, an offer or a place")
+                found.append("the user already held a booking, an offer, a hold or a place")
             if tickets > self.free:
-                found.append(f"booked {tickets} with {self.free} free")
+                found.append(f"{type_}: {tickets} with {self.free} free")
+            if (type_ == "hold.created") != bool(self.settings["holdTtl"]):
+                found.append(f"{type_} while holdTtlSeconds is {self.settings['holdTtl']}")
             found += self.passing(len(self.line), data.get("overtookUserIds"))
-            self.booked[user] = tickets
+            (self.booked if type_ == "booking.booked" else self.held)[user] = tickets
         elif type_ == "waitlist.joined":
             if held:
                 found.append("the user already held a booking, an offer or a place")
@@ -427,12 +462,13 @@ class Replayed:
                 found += self.passing(index, data.get("overtookUserIds", []))
                 del self.line[self.place(user)]
             (self.booked if type_ == "booking.promoted" else self.offered)[user] = tickets
-        elif type_ in ("offer.claimed", "offer.declined", "offer.expired"):
-            # An offer ends once: claimed, declined or lapsed.
-            offered = self.offered.pop(user, None)
+        elif type_.split(".")[0] in ("offer", "hold"):
+            # An offer or hold ends once: claimed, declined (released) or lapsed.
+            ended = self.offered if type_.startswith("offer.") else self.held
+            offered = ended.pop(user, None)
             if offered is None:
-                found.append("the user held no offer")
-            elif type_ == "offer.claimed":
+                found.append(f"the user held no {type_.split('.')[0]}")
+            elif type_.endswith(".claimed"):
                 self.booked[user] = self.booked.get(user, 0) + tickets
                 if tickets + data.get("releasedTickets", 0) != offered:
                     found.append(f"claimed {tickets} + released != {offered} offered")
@@ -492,9 +528,11 @@ def journal_violations(database_url: str, events: dict[int, EventTruth]) -> list
             "ttl": event.offer_ttl_seconds,
             "maxTickets": event.max_tickets_per_booking,
             "maxOvertakes": event.max_overtakes,
+            "holdTtl": event.hold_ttl_seconds,
             "booked": event.booked_tickets,
             "line": [list(party) for party in event.parties],
             "offered": event.offer_tickets,
+            "held": event.hold_tickets,
         }
         for key, value in truth.items():
             if told[key] != value:

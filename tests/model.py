@@ -1,43 +1,78 @@
-"""A reference model of the booking rules of issue 20: parties and a waiting list fair to them.
+"""A reference model of the booking rules of issues 20 and 21: parties, a waiting list fair
+to them, and checkout holds.
 
-Plain Python, no server and no database, written from the issue alone. The tests run it one
+Plain Python, no server and no database, written from the issues alone. The tests run it one
 change at a time in commit order and compare its answers, its tables and its journal with the
-service's. One event per model. Every change first settles the offers whose time has passed
-(`time_passes` marks them), as the service does under the event's lock.
+service's. One event per model, with a clock of its own: `now` (seconds, from 0) moves only by
+`advance(seconds)`. Offers and holds expire at their expiry; every change (book, cancel,
+claim, change, a refused one too, and `settle()`, the worker's sweep of an idle event) first
+settles what lapsed, as the service does under the event's lock.
 
-Choices where the issue is silent (the service should match them, or we change them here):
+Choices where the issues are silent (the service should match them, or we change them here):
 - Answers are the response bodies without `eventId` and `userId` (the tests add those).
 - Refusals: `ModelRefusal(problem, status, **extra)`, `problem` being the part after
   `urn:booking:problem:`. Book refuses in this order: sales-closed, already-booked,
-  already-offered, already-waiting (`position`), too-many-tickets (`maxTicketsPerBooking`,
-  `totalTickets`). Cancel and claim asking for more than the user has (or declining an
-  offer with other than its tickets): too-many-tickets with `userTickets`. `tickets`
-  outside 1..1,000 is 400 `about:blank`, checked before anything else (nothing settles).
-  A refused change still settles the lapsed offers first (as today).
+  already-offered, already-held (`holdExpiresAt`), already-waiting (`position`),
+  too-many-tickets (`maxTicketsPerBooking`, `totalTickets`): a user has at most one of
+  booked, offered, held or waiting per event. Cancel and claim asking for more than the user
+  has (or declining an offer or releasing a hold with other than its tickets):
+  too-many-tickets with `userTickets`. Claim with neither an offer nor a hold: no-offer.
+  `tickets` outside 1..1,000 is 400 `about:blank`, checked before anything else (nothing
+  settles). A refused change still settles what lapsed first (as today).
 - Every cancel answer carries `promotedUserIds`, `offeredUserIds`, `promotedUserId` and
   `offeredUserId` (see `outcome`), leaving the line too: a blocker that leaves lets the
   parties behind it be served. A shrunk party's answer has `position` after the
   allocation, or None if that allocation served it.
-- Only a book's newcomer is booked at once in offer mode; a party that shrinks and now fits
-  is offered, like any waiting party.
-- Journal data (`record`): booking.booked {tickets, overtookUserIds}; waitlist.joined
-  {tickets, position}; booking.promoted and offer.created {tickets, overtookUserIds, cause,
-  causeUserId} (cause: the type of the fact that ran the allocation; offer.created's
-  expiresAt is not modelled); booking.cancelled, waitlist.left, waitlist.reduced and
-  offer.declined {tickets, remainingTickets, +outcome}; offer.claimed {tickets,
-  releasedTickets, +outcome}; offer.expired {tickets, +outcome}; event.updated {the fields
-  sent, by API name, promotedUserIds, offeredUserIds}. `overtookUserIds` are the waiting
-  parties counted one more overtake, in line order (a party larger than the event is never
-  counted, so never listed). The served parties' facts follow the fact that caused them.
-- Offers that lapse together: one offer.expired each, in the order they lapsed (soonest
-  first; the service breaks ties by line order), then one allocation
-  whose cause is offer.expired with causeUserId the user (None when several lapsed); each
-  offer.expired carries that allocation's outcome.
+- Only a book's newcomer (a buyer present) is booked at once in offer mode, or held when
+  `hold_ttl` > 0 (in either mode); a waiting party served later, or a party that shrinks and
+  now fits, gets what the mode says (booked in auto, offered in offer), holds or not.
+- The clock: an offer expires at `now + offer_ttl` and a hold at `now + hold_ttl`, both as
+  they are when it is made (changing a TTL later moves no expiry; hold_ttl 0 stops new
+  holds, those out stay). At its expiry it has lapsed (expiry <= now): a claim then is
+  no-offer, because the claim settles it first. `advance` itself changes nothing.
+- What lapsed is settled together: one offer.expired / hold.expired each, soonest expiry
+  first, then line order (`Party.seq`, the order parties joined the line, which a hold or
+  offer keeps in its `Deadline`), then one allocation. Its cause is the type of the group's
+  first fact (offer.expired when all are offers, hold.expired when all are holds),
+  causeUserId the user when exactly one lapsed (else None); every expired fact of the group
+  carries that allocation's outcome. `time_passes(users)` (the tests whose service runs on
+  the real clock) marks offers and holds lapsed without moving `now`: they settle first in
+  their group, soonest expiry first, then in the order they were made (on a real clock every
+  change is a later instant).
+- A hold is claimed like an offer (all or fewer, the rest freed; with sales closed too) and
+  released whole by cancel (`released_hold`, remainingTickets 0). A claim of everything
+  runs the allocation too (a no-op).
+- Journal data (`record`): booking.booked and hold.created {tickets, overtookUserIds} (the
+  change's own fact, so no cause; hold.created's and offer.created's expiresAt are not
+  modelled); waitlist.joined {tickets, position}; booking.promoted and offer.created
+  {tickets, overtookUserIds, cause, causeUserId} (cause: the type of the fact that ran the
+  allocation); booking.cancelled, waitlist.left, waitlist.reduced, offer.declined and
+  hold.released {tickets, remainingTickets, +outcome}; offer.claimed and hold.claimed
+  {tickets, releasedTickets, +outcome}; offer.expired and hold.expired {tickets, +outcome};
+  event.updated {the fields sent, by API name, promotedUserIds, offeredUserIds}.
+  `overtookUserIds` are the waiting parties counted one more overtake, in line order (a
+  party larger than the event is never counted, so never listed). The served parties'
+  facts follow the fact that caused them.
 - Every accepted PATCH runs the allocation (a no-op when nothing that matters changed).
   Lowering maxOvertakes below a party's count keeps its count: it blocks until served.
-- The event.created fact is the test's to record (it knows the event's name and TTL).
+  `totalTickets` below booked + offered + held is capacity-below-held with that `held`.
+  `change` takes holdTtlSeconds (0..86,400) and offerTtlSeconds (1..604,800, docs/api.md).
+- Times in answers are the model's numbers: a held booking answers {status: held, tickets,
+  holdExpiresAt: now + hold_ttl} and already-held carries the same `holdExpiresAt`; the
+  tests strip them or compare them with the clock they move. `status()` is the event
+  object's rule fields, `offerTtlSeconds` left to the tests (they know it); `user_state` of
+  a hold is {status: held, tickets} (without its holdExpiresAt, as an offer's state).
+- `held` (the property) is what capacity-below-held calls held: booked + offered + held
+  tickets; `holds` are the checkout holds themselves (`heldTickets`).
+- `violations()` checks, besides issue 20's: booked + offered + held + available = total;
+  one of booked / offered / held / waiting per user; every offer and hold has a `Deadline`
+  whose expiry is after its creation; and, unless the clock moved (or time_passes marked
+  some) since the last change, nothing lapsed is left unsettled. Offers or holds set from
+  outside without a `Deadline` (a model built from a database) never lapse.
+- The event.created fact is the test's to record (it knows the event's name and TTLs).
 """
 
+import math
 from dataclasses import dataclass, field
 
 LIMIT = 1_000  # the API's bound on tickets, maxTicketsPerBooking and maxOvertakes
@@ -47,12 +82,20 @@ API_NAMES = {  # change()'s arguments as PATCH and event.updated name them
     "max_tickets_per_booking": "maxTicketsPerBooking",
     "mode": "waitlistMode",
     "sales_open": "salesOpen",
+    "hold_ttl": "holdTtlSeconds",
+    "offer_ttl": "offerTtlSeconds",
 }
-BOUNDS = {"total": (0, 10**6), "max_overtakes": (0, LIMIT), "max_tickets_per_booking": (1, LIMIT)}
+BOUNDS = {
+    "total": (0, 10**6),
+    "max_overtakes": (0, LIMIT),
+    "max_tickets_per_booking": (1, LIMIT),
+    "hold_ttl": (0, 86_400),
+    "offer_ttl": (1, 604_800),
+}
 
 
 class ModelRefusal(Exception):
-    """A refused request: nothing changed (but lapsed offers settled)."""
+    """A refused request: nothing changed (but what lapsed settled)."""
 
     def __init__(self, problem: str, status: int = 409, **extra):
         super().__init__(problem, status, extra)
@@ -83,9 +126,23 @@ class Party:
     overtakes: int = 0
     # Its overtakes when maxOvertakes was last changed: a lowered bound does not undo them.
     grandfathered: int = 0
+    seq: int = 0  # the order it joined the line: line order, also once served
 
     def entry(self) -> dict:
         return {"userId": self.user, "tickets": self.tickets, "overtakes": self.overtakes}
+
+
+@dataclass
+class Deadline:
+    """When an offer or a hold was made and lapses, and what orders lapses that tie."""
+
+    created: float
+    expires: float
+    seq: int  # the party's place in line order when it was served
+    made: int  # the order offers and holds were made in (time_passes' tie-break)
+
+
+NO_DEADLINE = Deadline(0.0, math.inf, 0, 0)  # an offer set from outside: it never lapses
 
 
 @dataclass
@@ -95,16 +152,25 @@ class EventModel:
     max_tickets_per_booking: int = 10
     max_overtakes: int = 3
     sales_open: bool = True
+    hold_ttl: int = 0  # seconds a buyer's tickets are held (0: booked at once)
+    offer_ttl: int = 3600  # seconds an offer lasts
     booked: dict[int, int] = field(default_factory=dict)  # user -> tickets
     offered: dict[int, int] = field(default_factory=dict)  # user -> tickets, in offer order
+    holds: dict[int, int] = field(default_factory=dict)  # user -> tickets, in hold order
     line: list[Party] = field(default_factory=list)  # waiting parties in line order
-    lapsed: set[int] = field(default_factory=set)  # offers past their time, not yet settled
+    deadlines: dict[int, Deadline] = field(default_factory=dict)  # of each offer and hold
+    now: float = 0.0  # the clock, in seconds
+    lapsed: set[int] = field(default_factory=set)  # marked by time_passes, not yet settled
+    settled: bool = True  # no advance or time_passes since the last change
+    joined: int = 0  # parties that joined the line so far (Party.seq)
+    made: int = 0  # offers and holds made so far (Deadline.made)
     journal: list[tuple] = field(default_factory=list)  # (type, userId, data), commit order
 
     # --- reads ---
     @property
     def held(self) -> int:
-        return sum(self.booked.values()) + sum(self.offered.values())
+        """Tickets not available: booked, offered or held (capacity-below-held's `held`)."""
+        return sum(self.booked.values()) + sum(self.offered.values()) + sum(self.holds.values())
 
     @property
     def available(self) -> int:
@@ -120,18 +186,29 @@ class EventModel:
         """The admin waiting list's `entries`."""
         return [p.entry() for p in self.line]
 
+    def expires_at(self, user: int) -> float | None:
+        """When the user's offer or hold lapses (None: they have neither)."""
+        if user in self.offered or user in self.holds:
+            return self.deadline(user).expires
+        return None
+
+    def deadline(self, user: int) -> Deadline:
+        return self.deadlines.get(user, NO_DEADLINE)
+
     def status(self) -> dict:
-        """The party fields of the event object."""
+        """The rule fields of the event object."""
         return {
             "totalTickets": self.total,
             "availableTickets": self.available,
             "offeredTickets": sum(self.offered.values()),
+            "heldTickets": sum(self.holds.values()),
             "waitingListCount": len(self.line),
             "waitingTickets": sum(p.tickets for p in self.line),
             "maxTicketsPerBooking": self.max_tickets_per_booking,
             "maxOvertakes": self.max_overtakes,
             "waitlistMode": self.mode,
             "salesOpen": self.sales_open,
+            "holdTtlSeconds": self.hold_ttl,
         }
 
     def user_state(self, user: int) -> dict:
@@ -139,11 +216,60 @@ class EventModel:
             return {"status": "booked", "tickets": self.booked[user]}
         if user in self.offered:
             return {"status": "offered", "tickets": self.offered[user]}
+        if user in self.holds:
+            return {"status": "held", "tickets": self.holds[user]}
         if party := self.party(user):
             position = self.position(user)
             return {"status": "waitlisted", "tickets": party.tickets, "position": position,
                     "overtakes": party.overtakes}  # fmt: skip
         return {"status": "none"}
+
+    def due(self) -> list[int]:
+        """The offers and holds that lapsed and wait to be settled, in the order they lapse:
+        those time_passes marked (soonest expiry, then the order made), then those of the
+        clock (soonest expiry, then line order)."""
+        clock = {u: self.deadline(u) for u in [*self.offered, *self.holds]}
+        marked = [u for u in clock if u in self.lapsed]
+        marked.sort(key=lambda u: (clock[u].expires, clock[u].made))
+        timed = [u for u, c in clock.items() if u not in self.lapsed and c.expires <= self.now]
+        return marked + sorted(timed, key=lambda u: (clock[u].expires, clock[u].seq))
+
+    # --- time ---
+    def advance(self, seconds: float) -> None:
+        """The clock moves on; what lapses is settled by the next change."""
+        if seconds < 0:
+            raise ValueError("the clock does not go back")
+        self.now += seconds
+        self.settled = False
+
+    def time_passes(self, users=None) -> None:
+        """These offers and holds (default all) reach their expiry without the clock moving
+        (the service's tests move them there in the database); the next change settles them."""
+        out = set(self.offered) | set(self.holds)
+        self.lapsed |= out if users is None else set(users) & out
+        self.settled = False
+
+    def settle(self) -> dict:
+        """What every change does first: what lapsed is freed together, then allocated once."""
+        users = self.due()
+        self.lapsed, self.settled = set(), True
+        return self.lapse(users)
+
+    def lapse(self, users) -> dict:
+        """Offers and holds that lapse together are freed together, then the allocation runs
+        once. `users` in the order they lapsed (see `due`); the journal's order in a replay."""
+        facts = []
+        for user in users:
+            if user in self.offered or user in self.holds:
+                kind = "offer.expired" if user in self.offered else "hold.expired"
+                facts.append((kind, user, self.record(kind, user, tickets=self.end(user))))
+        if not facts:
+            return outcome([], [])
+        cause, cause_user = facts[0][0], (facts[0][1] if len(facts) == 1 else None)
+        went = outcome(*self.allocate(cause, cause_user))
+        for _, _, data in facts:
+            data.update(went)
+        return went
 
     # --- changes ---
     def book(self, user: int, tickets: int = 1) -> dict:
@@ -155,6 +281,8 @@ class EventModel:
             raise ModelRefusal("already-booked")
         if user in self.offered:
             raise ModelRefusal("already-offered")
+        if user in self.holds:
+            raise ModelRefusal("already-held", holdExpiresAt=self.expires_at(user))
         if position := self.position(user):
             raise ModelRefusal("already-waiting", position=position)
         if tickets > self.max_tickets_per_booking:
@@ -167,10 +295,13 @@ class EventModel:
     def arrive(self, user: int, tickets: int) -> dict:
         """Serve one party that passed the refusals: it joins the back and the allocation decides.
         (Issue 22's opening will call this for each queued party, in the shuffled order.)"""
-        self.line.append(Party(user, tickets))
+        self.joined += 1
+        self.line.append(Party(user, tickets, seq=self.joined))
         self.allocate("booking.booked", user, newcomer=user)
         if user in self.booked:
             return {"status": "booked", "tickets": tickets}
+        if user in self.holds:
+            return {"status": "held", "tickets": tickets, "holdExpiresAt": self.expires_at(user)}
         position = self.position(user)
         self.record("waitlist.joined", user, tickets=tickets, position=position)
         return {"status": "waitlisted", "position": position, "tickets": tickets}
@@ -186,10 +317,14 @@ class EventModel:
             if not self.booked[user]:
                 del self.booked[user]
             return self.freed("cancelled", "booking.cancelled", user, given, have - given)
-        if user in self.offered:
-            if tickets not in (None, self.offered[user]):  # an offer is declined whole
-                raise ModelRefusal("too-many-tickets", userTickets=self.offered[user])
-            return self.freed("declined_offer", "offer.declined", user, self.offered.pop(user), 0)
+        if user in self.offered or user in self.holds:  # declined or released whole
+            offer = user in self.offered
+            have = self.offered[user] if offer else self.holds[user]
+            if tickets not in (None, have):
+                raise ModelRefusal("too-many-tickets", userTickets=have)
+            status, fact = ("declined_offer", "offer.declined") if offer else (
+                "released_hold", "hold.released")  # fmt: skip
+            return self.freed(status, fact, user, self.end(user), 0)
         party = self.party(user)
         if party is None:
             raise ModelRefusal("nothing-to-cancel", status=404)
@@ -202,44 +337,24 @@ class EventModel:
         return {**answer, "position": self.position(user)}
 
     def claim(self, user: int, tickets: int | None = None) -> dict:
+        """Book an offer or a hold (all, or fewer: the rest are freed)."""
         if tickets is not None:
             checked(tickets)
         self.settle()
-        if user not in self.offered:
+        if user not in self.offered and user not in self.holds:
             raise ModelRefusal("no-offer")
-        claimed = self.taken(tickets, self.offered[user])
-        released = self.offered.pop(user) - claimed
+        fact = "offer.claimed" if user in self.offered else "hold.claimed"
+        claimed = self.taken(tickets, self.offered.get(user) or self.holds[user])
+        released = self.end(user) - claimed
         self.booked[user] = claimed
-        data = self.record("offer.claimed", user, tickets=claimed, releasedTickets=released)
-        data.update(went := outcome(*self.allocate("offer.claimed", user)))
+        data = self.record(fact, user, tickets=claimed, releasedTickets=released)
+        data.update(went := outcome(*self.allocate(fact, user)))
         return {"status": "booked", "tickets": claimed, "releasedTickets": released,
                 "promotedUserIds": went["promotedUserIds"],
                 "offeredUserIds": went["offeredUserIds"]}  # fmt: skip
 
-    def time_passes(self, users=None) -> None:
-        """These offers (default all) reach their expiry; the next change settles them."""
-        self.lapsed |= set(self.offered if users is None else users) & set(self.offered)
-
-    def settle(self) -> dict:
-        """What every change does first: the offers past their time lapse, together."""
-        users, self.lapsed = self.lapsed, set()
-        # The soonest lapsed first: offers made earlier lapse earlier (one offer time).
-        return self.lapse([u for u in self.offered if u in users])
-
-    def lapse(self, users) -> dict:
-        """Offers that lapse together are freed together, then the allocation runs once.
-        `users` in the order they lapsed (the service's: soonest first, then line order)."""
-        users = [u for u in users if u in self.offered]
-        if not users:
-            return outcome([], [])
-        facts = [self.record("offer.expired", u, tickets=self.offered.pop(u)) for u in users]
-        went = outcome(*self.allocate("offer.expired", users[0] if len(users) == 1 else None))
-        for data in facts:
-            data.update(went)
-        return went
-
     def change(self, total=None, max_overtakes=None, max_tickets_per_booking=None, mode=None,
-               sales_open=None) -> dict:  # fmt: skip
+               sales_open=None, hold_ttl=None, offer_ttl=None) -> dict:  # fmt: skip
         """PATCH: apply what was sent (None: not sent), then run the allocation."""
         sent = {n: v for n, v in dict(locals()).items() if n in API_NAMES and v is not None}
         if not sent or mode not in (None, "auto", "offer"):
@@ -296,9 +411,14 @@ class EventModel:
         return promoted, offered
 
     def serve(self, party: Party, overtook: list[int], cause, cause_user, newcomer) -> str:
-        """A buyer present (the newcomer) books; a waiting party is booked in auto mode and
-        offered in offer mode. (Issue 21's checkout holds decide here too.)"""
+        """A buyer present (the newcomer) books, or holds while paying when the event holds;
+        a waiting party is booked in auto mode and offered in offer mode."""
         data = {"tickets": party.tickets, "overtookUserIds": overtook}
+        if party.user == newcomer and self.hold_ttl:
+            self.holds[party.user] = party.tickets
+            self.start(party, self.hold_ttl)
+            self.record("hold.created", party.user, **data)
+            return "held"
         if party.user == newcomer:
             self.booked[party.user] = party.tickets
             self.record("booking.booked", party.user, **data)
@@ -306,11 +426,23 @@ class EventModel:
         data.update(cause=cause, causeUserId=cause_user)
         if self.mode == "offer":
             self.offered[party.user] = party.tickets
+            self.start(party, self.offer_ttl)
             self.record("offer.created", party.user, **data)
             return "offered"
         self.booked[party.user] = party.tickets
         self.record("booking.promoted", party.user, **data)
         return "promoted"
+
+    def start(self, party: Party, ttl: int) -> None:
+        """The clock of a new offer or hold."""
+        self.made += 1
+        self.deadlines[party.user] = Deadline(self.now, self.now + ttl, party.seq, self.made)
+
+    def end(self, user: int) -> int:
+        """An offer or hold ends (claimed, declined, released or lapsed): its tickets."""
+        self.deadlines.pop(user, None)
+        self.lapsed.discard(user)
+        return self.offered.pop(user) if user in self.offered else self.holds.pop(user)
 
     def taken(self, tickets: int | None, have: int) -> int:
         """How many of the user's `have` tickets a cancel or claim takes (default all)."""
@@ -329,14 +461,25 @@ class EventModel:
 
     # --- invariants ---
     def violations(self) -> list[str]:
-        """The invariants of issue 20 that fail in the current state (empty when all hold)."""
+        """The invariants of issues 20 and 21 that fail in the current state (empty when all
+        hold)."""
         found, free = [], self.available
         if not 0 <= free <= self.total:
-            found.append(f"booked + offered + available = total: {self.held} held of {self.total}")
-        users = [*self.booked, *self.offered, *(p.user for p in self.line)]
-        counts = [*self.booked.values(), *self.offered.values(), *(p.tickets for p in self.line)]
+            found.append(
+                f"booked + offered + held + available = total: {self.held} taken of {self.total}"
+            )
+        users = [*self.booked, *self.offered, *self.holds, *(p.user for p in self.line)]
+        counts = [*self.booked.values(), *self.offered.values(), *self.holds.values(),
+                  *(p.tickets for p in self.line)]  # fmt: skip
         if len(users) != len(set(users)) or min(counts, default=1) < 1:
-            found.append(f"whole parties: a user is split or empty: {users}, {counts}")
+            found.append(f"one state per user, whole parties: {users}, {counts}")
+        out = {*self.offered, *self.holds}
+        for user in sorted(out | set(self.deadlines)):
+            clock = self.deadlines.get(user)
+            if user not in out or clock is None or not clock.expires > clock.created:
+                found.append(f"expiry after creation: user {user}, {clock}")
+        if self.settled and (late := self.due()):
+            found.append(f"nothing lapsed unsettled after a change: {late} at {self.now}")
         for i, party in enumerate(self.line):
             if party.overtakes > max(self.max_overtakes, party.grandfathered):
                 found.append(f"bounded overtakes: {party.entry()} over {self.max_overtakes}")

@@ -1,8 +1,10 @@
 """The reference model (model.py) run one change at a time in commit order, as the journal
 tells the changes, and its journal compared with the service's.
 
-The journal holds every committed change's own fact (a booking, a cancel, a claim, a
-lapse, an admin's change) followed by the facts of the parties its allocation served.
+The journal holds every committed change's own fact (a booking, a hold, a cancel, a claim,
+a release, a lapse, an admin's change) followed by the facts of the parties its allocation
+served. The replay has no clock: offers and holds lapse when the journal says so, each
+group of lapses settled together given to the model in the journal's order.
 `model_violations` feeds the changes to a model of each event and requires the model to
 write exactly the same facts: so the parties served, their order, the overtakes they
 counted and every answer's lists are those of the rule, whatever the concurrency was.
@@ -10,15 +12,19 @@ counted and every answer's lists are those of the rule, whatever the concurrency
 
 from .model import EventModel, ModelRefusal
 
+EXPIRED = ("offer.expired", "hold.expired")  # lapses settled together, then one allocation
 CHANGE_TYPES = {
     "booking.booked",
+    "hold.created",
+    "hold.claimed",
+    "hold.released",
+    *EXPIRED,
     "waitlist.joined",
     "booking.cancelled",
     "waitlist.left",
     "waitlist.reduced",
     "offer.declined",
     "offer.claimed",
-    "offer.expired",
     "event.updated",
 }
 SETTINGS = {  # event.updated's keys as EventModel.change's arguments
@@ -27,8 +33,11 @@ SETTINGS = {  # event.updated's keys as EventModel.change's arguments
     "maxTicketsPerBooking": "max_tickets_per_booking",
     "waitlistMode": "mode",
     "salesOpen": "sales_open",
+    "holdTtlSeconds": "hold_ttl",
+    "offerTtlSeconds": "offer_ttl",
 }
-UNTIMED = ("expiresAt",)  # the model keeps no clock
+UNTIMED = ("expiresAt",)  # times: the replay's model keeps its clock at 0
+OUTCOME = ("promotedUserIds", "offeredUserIds")
 
 
 def model_violations(entries: dict[int, list[tuple]]) -> list[str]:
@@ -48,6 +57,8 @@ def _replay(facts: list[tuple]) -> list[str]:
         created.get("waitlistMode", "auto"),
         created.get("maxTicketsPerBooking", 10),
         created.get("maxOvertakes", 3),
+        hold_ttl=created.get("holdTtlSeconds", 0),
+        offer_ttl=created.get("offerTtlSeconds", 3600),
     )
     told = [(type_, user, _untimed(data)) for type_, user, data in facts[1:]]
     index = 0
@@ -56,11 +67,8 @@ def _replay(facts: list[tuple]) -> list[str]:
         if type_ not in CHANGE_TYPES:
             return [f"fact {index + 1} ({type_}, user {user}) follows no change of its own"]
         before = len(model.journal)
-        if type_ == "offer.expired":
-            group = [user]
-            while index + len(group) < len(told) and told[index + len(group)][0] == type_:
-                group.append(told[index + len(group)][1])
-            model.lapse(group)
+        if type_ in EXPIRED:
+            model.lapse(_lapse_group(told, index))
         else:
             try:
                 _run(model, type_, user, data)
@@ -78,24 +86,38 @@ def _replay(facts: list[tuple]) -> list[str]:
 
 def _run(model: EventModel, type_: str, user: int, data: dict) -> None:
     tickets = data.get("tickets")
-    if type_ in ("booking.booked", "waitlist.joined"):
+    if type_ in ("booking.booked", "hold.created", "waitlist.joined"):
         model.book(user, tickets)
     elif type_ in ("booking.cancelled", "waitlist.left", "waitlist.reduced"):
         model.cancel(user, tickets)
-    elif type_ == "offer.declined":
+    elif type_ in ("offer.declined", "hold.released"):
         model.cancel(user)
-    elif type_ == "offer.claimed":
+    elif type_ in ("offer.claimed", "hold.claimed"):
         model.claim(user, tickets)
     elif type_ == "event.updated":
         change = {SETTINGS[key]: value for key, value in data.items() if key in SETTINGS}
-        # A new name or offer time: nothing the model keeps, but the fact says it.
-        kept = {k: v for k, v in data.items() if k in ("eventName", "offerTtlSeconds")}
+        # A new name: nothing the model keeps, but the fact says it.
+        kept = {k: v for k, v in data.items() if k == "eventName"}
         if change:
             before = len(model.journal)
             model.change(**change)
             model.journal[before][2].update(kept)
         else:
             model.record(type_, None, **kept, promotedUserIds=[], offeredUserIds=[])
+
+
+def _lapse_group(told: list[tuple], index: int) -> list[int]:
+    """The users of the offers and holds that lapsed together, from told[index] on: the
+    expired facts that follow one another with the same outcome (each carries its group's
+    allocation). Two groups side by side (a refused change or the worker's sweep writes no
+    fact of its own) differ in outcome unless neither served anyone, and then lapsing them
+    as one frees the same tickets and serves nobody either."""
+    first, end = told[index][2], index
+    while end < len(told) and told[end][0] in EXPIRED:
+        if any(told[end][2].get(key) != first.get(key) for key in OUTCOME):
+            break
+        end += 1
+    return [user for _, user, _ in told[index:end]]
 
 
 def _untimed(data: dict) -> dict:

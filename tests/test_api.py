@@ -68,6 +68,8 @@ def test_initialize_returns_the_event_and_where_it_lives(client, admin):
         "maxTicketsPerBooking": 10,
         "maxOvertakes": 3,
         "waitingTickets": 0,
+        "holdTtlSeconds": 0,
+        "heldTickets": 0,
     }
     assert response.headers["Location"] == f"/api/events/status/{body['eventId']}"
     assert client.get(response.headers["Location"]).json == body
@@ -195,6 +197,8 @@ def test_book_until_sold_out_then_waitlist_in_order(client, admin):
         "maxTicketsPerBooking": 10,
         "maxOvertakes": 3,
         "waitingTickets": 2,
+        "holdTtlSeconds": 0,
+        "heldTickets": 0,
     }
     assert waiting_list(client, admin, event_id) == [3, 4]
 

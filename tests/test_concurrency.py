@@ -139,6 +139,8 @@ def test_1000_users_race_for_100_tickets(mysql_database_url, tmp_path, lock_mode
             "maxTicketsPerBooking": 10,
             "maxOvertakes": 3,
             "waitingTickets": 900,
+            "holdTtlSeconds": 0,
+            "heldTickets": 0,
         }
         line = waiting_lists(server.url, event_id)[0]
         assert len(line) == 900

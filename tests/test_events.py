@@ -45,6 +45,8 @@ def test_an_event_reads_as_the_event_object(client, admin):
         "maxTicketsPerBooking": 10,
         "maxOvertakes": 3,
         "waitingTickets": 0,
+        "holdTtlSeconds": 0,
+        "heldTickets": 0,
     }
     assert response.json == status(client, event_id)
 
@@ -151,6 +153,8 @@ def test_more_tickets_go_to_the_head_of_the_line_first(client, admin):
         "maxTicketsPerBooking": 10,
         "maxOvertakes": 3,
         "waitingTickets": 2,
+        "holdTtlSeconds": 0,
+        "heldTickets": 0,
         "promotedUserIds": [3, 4, 5],
         "offeredUserIds": [],
     }

@@ -9,6 +9,7 @@ CREATED = {
     "offerTtlSeconds": 3600,
     "maxTicketsPerBooking": 10,
     "maxOvertakes": 3,
+    "holdTtlSeconds": 0,
 }
 
 

@@ -1,7 +1,8 @@
-"""The reference model of issue 20 on its own (no server, no database): the issue's worked
-examples, the refusals, and random programs that must keep every invariant, replay from the
-journal, and be plain FIFO when every party is one ticket (derandomized, as the other
-Hypothesis tests, so CI replays the same programs)."""
+"""The reference model of issues 20 and 21 on its own (no server, no database): the issues'
+worked examples, checkout holds on the model's clock, the refusals, and random programs
+(with holds and the clock moving) that must keep every invariant, replay from the journal
+(here and through model_replay.py), and be plain FIFO when every party is one ticket
+(derandomized, as the other Hypothesis tests, so CI replays the same programs)."""
 
 import contextlib
 import copy
@@ -10,9 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from .model import EventModel, ModelRefusal, Party
+from .model import Deadline, EventModel, ModelRefusal, Party
+from .model_replay import model_violations
 
 SERVED = ("booking.promoted", "offer.created")  # the facts of a waiting party served
+EXPIRED = ("offer.expired", "hold.expired")
 
 
 def line(event: EventModel) -> list[tuple]:
@@ -57,6 +60,8 @@ def replay(journal: list[tuple]) -> EventModel:
             event.booked[user] = data["tickets"]
         elif type_ == "offer.created":
             event.offered[user] = data["tickets"]
+        elif type_ == "hold.created":
+            event.holds[user] = data["tickets"]
         elif type_ == "waitlist.joined":
             assert data["position"] == len(event.line) + 1
             event.line.append(Party(user, data["tickets"]))
@@ -73,6 +78,11 @@ def replay(journal: list[tuple]) -> EventModel:
             event.booked[user] = data["tickets"]
         elif type_ in ("offer.declined", "offer.expired"):
             assert event.offered.pop(user) == data["tickets"]
+        elif type_ == "hold.claimed":
+            assert event.holds.pop(user) == data["tickets"] + data["releasedTickets"]
+            event.booked[user] = data["tickets"]
+        elif type_ in ("hold.released", "hold.expired"):
+            assert event.holds.pop(user) == data["tickets"]
         elif type_ == "event.updated":
             event.total = data.get("totalTickets", event.total)
     return event
@@ -273,6 +283,214 @@ def test_a_newcomer_books_even_in_offer_mode():
     assert event.book(1, 2) == {"status": "booked", "tickets": 2}
 
 
+# --- checkout holds (issue 21), on the model's clock ---
+
+
+def test_a_booking_is_held_while_the_buyer_pays_then_claimed():
+    event = EventModel(total=4, hold_ttl=600)
+    assert event.book(1, 3) == {"status": "held", "tickets": 3, "holdExpiresAt": 600}
+    assert event.journal == [("hold.created", 1, {"tickets": 3, "overtookUserIds": []})]
+    assert event.user_state(1) == {"status": "held", "tickets": 3}
+    status = event.status()
+    assert status["heldTickets"] == 3 and status["holdTtlSeconds"] == 600
+    assert status["availableTickets"] == 1  # booked + offered + held + available = total
+    assert event.violations() == []
+    event.advance(599.5)
+    assert event.claim(1) == {
+        "status": "booked",
+        "tickets": 3,
+        "releasedTickets": 0,
+        "promotedUserIds": [],
+        "offeredUserIds": [],
+    }
+    assert event.booked == {1: 3} and event.holds == {} and event.deadlines == {}
+    claimed = {"tickets": 3, "releasedTickets": 0, **went([], [])}
+    assert event.journal[-1] == ("hold.claimed", 1, claimed)
+    assert event.violations() == []
+
+
+def test_without_a_hold_ttl_a_booking_books_at_once_as_before():
+    event = EventModel(total=2, mode="offer")
+    assert event.book(1) == {"status": "booked", "tickets": 1}
+    assert event.status()["holdTtlSeconds"] == 0 and event.status()["heldTickets"] == 0
+
+
+def test_a_claim_of_fewer_books_those_and_frees_the_rest_to_a_waiting_party():
+    event = EventModel(total=4, hold_ttl=600)  # auto mode: the waiting party is booked
+    event.book(1, 4)
+    assert event.book(2, 2) == {"status": "waitlisted", "position": 1, "tickets": 2}
+    assert refused(event.claim, 1, 5).extra == {"userTickets": 4}
+    assert event.claim(1, 2) == {
+        "status": "booked",
+        "tickets": 2,
+        "releasedTickets": 2,
+        "promotedUserIds": [2],
+        "offeredUserIds": [],
+    }
+    assert event.booked == {1: 2, 2: 2} and event.holds == {}
+    assert event.journal[-2:] == [
+        ("hold.claimed", 1, {"tickets": 2, "releasedTickets": 2, **went([2], [])}),
+        ("booking.promoted", 2, serving(2, [], "hold.claimed", 1)),
+    ]
+    assert event.violations() == []
+
+
+def test_a_released_hold_goes_to_the_line_as_the_mode_says():
+    event = EventModel(total=3, mode="offer", hold_ttl=600)
+    event.book(1, 3)  # a buyer present holds in offer mode too
+    event.book(2, 2)
+    event.book(3, 1)
+    assert refused(event.cancel, 1, 2).extra == {"userTickets": 3}  # released whole
+    event.advance(10)
+    assert event.cancel(1) == {
+        "status": "released_hold",
+        "tickets": 3,
+        "remainingTickets": 0,
+        **went([], [2, 3]),
+    }
+    assert event.holds == {} and event.offered == {2: 2, 3: 1}
+    assert event.expires_at(2) == event.expires_at(3) == 3610  # offers, not holds
+    assert event.journal[-3:] == [
+        ("hold.released", 1, {"tickets": 3, "remainingTickets": 0, **went([], [2, 3])}),
+        ("offer.created", 2, serving(2, [], "hold.released", 1)),
+        ("offer.created", 3, serving(1, [], "hold.released", 1)),
+    ]
+    assert event.violations() == []
+
+
+def test_a_hold_lapses_at_its_expiry_and_the_next_change_settles_it_first():
+    event = EventModel(total=2, hold_ttl=60)
+    event.book(1, 2)
+    event.book(2, 1)
+    event.advance(59)
+    assert event.settle() == went([], []) and event.holds == {1: 2}
+    event.advance(1)  # at its expiry: lapsed, but nothing happens until a change
+    assert event.holds == {1: 2} and event.violations() == []
+    assert refused(event.claim, 1).problem == "no-offer"  # settled first: gone
+    assert event.journal[-2:] == [
+        ("hold.expired", 1, {"tickets": 2, **went([2], [])}),
+        ("booking.promoted", 2, serving(1, [], "hold.expired", 1)),
+    ]
+    assert event.booked == {2: 1} and event.available == 1 and event.violations() == []
+    assert event.book(1, 1) == {"status": "held", "tickets": 1, "holdExpiresAt": 120}
+
+
+def test_a_hold_and_an_offer_that_lapse_together_are_freed_together_then_allocated_once():
+    event = EventModel(total=4, mode="offer", hold_ttl=60, offer_ttl=60)
+    event.book(1, 2)  # held until 60
+    event.book(2, 2)
+    event.claim(2)
+    for user, tickets in ((3, 2), (4, 3), (5, 1)):
+        event.book(user, tickets)
+    assert event.cancel(2)["offeredUserIds"] == [3]  # offered until 60
+    event.advance(60)
+    assert event.book(6, 1) == {"status": "waitlisted", "position": 1, "tickets": 1}
+    assert event.offered == {4: 3, 5: 1} and event.holds == {}
+    assert event.journal[-5:] == [
+        ("hold.expired", 1, {"tickets": 2, **went([], [4, 5])}),  # line order: 1 before 3
+        ("offer.expired", 3, {"tickets": 2, **went([], [4, 5])}),
+        ("offer.created", 4, serving(3, [], "hold.expired", None)),  # the group's first
+        ("offer.created", 5, serving(1, [], "hold.expired", None)),
+        ("waitlist.joined", 6, {"tickets": 1, "position": 1}),
+    ]
+    assert event.violations() == []
+
+
+def test_lapses_go_soonest_first_then_in_line_order():
+    event = EventModel(total=3, mode="offer", offer_ttl=60)
+    event.book(1, 3)
+    event.book(2, 2)
+    event.book(3, 1)
+    assert event.cancel(1, 1)["offeredUserIds"] == [3]  # 2 does not fit, is passed over
+    assert event.cancel(1, 2)["offeredUserIds"] == [2]  # made later, same expiry
+    assert event.expires_at(2) == event.expires_at(3) == 60
+    real_clock = copy.deepcopy(event)
+    event.advance(60)
+    event.settle()
+    assert [user for _, user, _ in event.journal[-2:]] == [2, 3]  # line order breaks the tie
+    # time_passes (the service's real clock: every change a later instant): order made.
+    real_clock.time_passes()
+    real_clock.settle()
+    assert [user for _, user, _ in real_clock.journal[-2:]] == [3, 2]
+    # Sooner first, whatever the line order.
+    event = EventModel(total=3, mode="offer", offer_ttl=60)
+    event.book(1, 3)
+    event.book(2, 2)
+    event.book(3, 1)
+    event.cancel(1, 1)  # 3 offered until 60
+    event.advance(10)
+    event.cancel(1, 2)  # 2 offered until 70
+    event.advance(60)  # both lapsed
+    event.settle()
+    assert [user for _, user, _ in event.journal[-2:]] == [3, 2]
+
+
+def test_already_held_and_a_claim_with_sales_closed():
+    event = EventModel(total=2, hold_ttl=300)
+    event.book(1)
+    event.advance(100)
+    found = refused(event.book, 1, 2)
+    assert (found.problem, found.extra) == ("already-held", {"holdExpiresAt": 300})
+    assert refused(event.book, 1, 20).problem == "already-held"  # before too-many-tickets
+    event.change(sales_open=False)
+    assert refused(event.book, 1).problem == "sales-closed"  # first, as today
+    assert event.claim(1)["status"] == "booked"  # a claim is no new booking
+
+
+def test_capacity_cannot_go_below_booked_offered_and_held():
+    event = EventModel(total=6, mode="offer", hold_ttl=60)
+    event.book(1, 2)
+    event.claim(1)
+    event.book(2, 3)  # held
+    event.book(3, 2)  # waits: 1 free
+    assert event.cancel(1, 1)["offeredUserIds"] == [3]
+    assert (sum(event.booked.values()), sum(event.offered.values()), event.available) == (1, 2, 0)
+    found = refused(event.change, total=5)
+    assert (found.problem, found.extra) == ("capacity-below-held", {"held": 6})
+    event.cancel(2)
+    assert event.change(total=3) == {"promotedUserIds": [], "offeredUserIds": []}
+    assert event.status()["availableTickets"] == 0 and event.violations() == []
+
+
+def test_changing_the_ttls_moves_no_expiry():
+    event = EventModel(total=3, hold_ttl=60)
+    event.book(1)
+    assert event.change(hold_ttl=0, offer_ttl=30) == {"promotedUserIds": [], "offeredUserIds": []}
+    updated = {"holdTtlSeconds": 0, "offerTtlSeconds": 30, "promotedUserIds": [],
+               "offeredUserIds": []}  # fmt: skip
+    assert event.journal[-1] == ("event.updated", None, updated)
+    assert event.book(2) == {"status": "booked", "tickets": 1}  # holds off: booked at once
+    assert event.expires_at(1) == 60 and event.holds == {1: 1}
+    assert refused(event.change, hold_ttl=86_401).status == 400
+    assert refused(event.change, offer_ttl=0).status == 400
+
+
+def test_the_replay_takes_lapses_settled_apart_apart():
+    """Two groups side by side in the journal (the first settled by a change that wrote no
+    fact of its own): the replay tells them apart by their outcome."""
+    event = EventModel(total=3, hold_ttl=30)
+    first = created(event)
+    event.book(1, 1)  # held until 30
+    event.advance(10)
+    event.book(2, 2)  # held until 40
+    event.book(3, 2)  # waits
+    event.advance(20)
+    event.settle()  # 1 lapses: 1 free, 3 does not fit
+    event.advance(10)
+    event.settle()  # 2 lapses: 3 free, 3 is served
+    assert event.journal[-3:] == [
+        ("hold.expired", 1, {"tickets": 1, **went([], [])}),
+        ("hold.expired", 2, {"tickets": 2, **went([3], [])}),
+        ("booking.promoted", 3, serving(2, [], "hold.expired", 2)),
+    ]
+    assert model_violations({7: [first, *event.journal]}) == []
+    told = copy.deepcopy(event.journal)
+    told[-1][2]["causeUserId"] = None  # as if they had lapsed together
+    assert model_violations({7: [first, *told]})[0].startswith("event 7: facts ")
+    timed = [(t, u, {**d, "expiresAt": "2030-01-01T00:00:00Z"}) for t, u, d in event.journal]
+    assert model_violations({7: [first, *timed]}) == []  # the service's times are not compared
+
+
 # --- refusals ---
 
 
@@ -317,36 +535,66 @@ def test_a_lowered_bound_keeps_counts_and_blocks():
     assert event.journal[-2] == ("event.updated", None, updated)
 
 
+def test_a_refused_change_still_settles_what_lapsed():
+    event = EventModel(total=2, hold_ttl=30)
+    event.book(1, 2)
+    event.book(2, 2)
+    event.book(3, 1)
+    event.advance(30)
+    assert refused(event.book, 3).problem == "already-waiting"  # after the settle
+    assert event.journal[-2:] == [
+        ("hold.expired", 1, {"tickets": 2, **went([2], [])}),
+        ("booking.promoted", 2, serving(2, [], "hold.expired", 1)),
+    ]
+    event.advance(1000)
+    assert refused(event.book, 3, 0).status == 400  # nothing settles before a 400
+    assert event.settled is False and event.violations() == []
+
+
 # --- random programs ---
 
 USERS = st.integers(1, 12)
 SIZES = st.sampled_from([1, 1, 1, 1, 2, 2, 3, 4, 5, 6])  # many small parties, some large
-KINDS = ["book"] * 10 + ["cancel"] * 4 + ["claim"] * 3 + ["biggest_cancels"] * 2 + ["time_passes"]
+KINDS = ["book"] * 10 + ["cancel"] * 4 + ["claim"] * 4 + ["biggest_cancels"] * 2
+KINDS += ["advance"] * 3 + ["time_passes", "settle"]
 KINDS += ["total", "max_overtakes", "max_tickets_per_booking", "mode", "sales_open"]
+KINDS += ["hold_ttl", "offer_ttl"]
 CHANGES = {
     "total": st.integers(0, 10),
     "max_overtakes": st.integers(0, 3),
     "max_tickets_per_booking": st.integers(1, 6),
     "mode": st.sampled_from(["auto", "offer"]),
     "sales_open": st.sampled_from([True, True, False]),
+    "hold_ttl": st.sampled_from([0, 30, 60]),
+    "offer_ttl": st.sampled_from([30, 60]),
 }
+CHANGING = ("book", "cancel", "claim", "settle", *CHANGES)  # settle what lapsed first
+# Seconds the clock moves: often to an expiry exactly (TTLs of 30 and 60), so lapses tie.
+SECONDS = st.sampled_from([0, 0.5, 10, 29.5, 30, 30, 60])
 EVENTS = st.builds(
     EventModel,
     total=st.integers(0, 8),
     mode=st.sampled_from(["auto", "offer"]),
     max_tickets_per_booking=st.integers(3, 6),
     max_overtakes=st.integers(0, 3),
+    hold_ttl=st.sampled_from([0, 30, 60, 60]),
+    offer_ttl=st.sampled_from([30, 60, 60, 3600]),
 )
 
 
 def steps(data, event: EventModel, sizes=SIZES):
     """A random program, drawn a step at a time: mostly books, then cancels and claims by
-    users who hold something there, of all or part of it (or one ticket too many)."""
+    users who hold something there, of all or part of it (or one ticket too many), and the
+    clock moving. What lapsed is not settled between steps: the next step's change does it
+    (so its user may have lost what they held)."""
     for _ in range(data.draw(st.integers(1, 60))):
-        event.settle()  # what a change does first, so that a refusal then changes nothing
         kind = data.draw(st.sampled_from(KINDS))
-        if kind == "time_passes":  # all the offers (None) or some, so that some lapse together
-            yield kind, None, data.draw(st.none() | st.lists(st.sampled_from([*event.offered, 0])))
+        out = [*event.offered, *event.holds]
+        if kind == "time_passes":  # all (None) or some, so that some lapse together
+            yield kind, None, data.draw(st.none() | st.lists(st.sampled_from([*out, 0])))
+            continue
+        if kind in ("advance", "settle"):
+            yield kind, None, data.draw(SECONDS) if kind == "advance" else None
             continue
         if kind in CHANGES:
             yield kind, None, data.draw(CHANGES[kind])
@@ -355,12 +603,12 @@ def steps(data, event: EventModel, sizes=SIZES):
             user = max(event.booked, key=event.booked.get)
             yield "cancel", user, data.draw(st.integers(1, event.booked[user]))
             continue
-        if (kind == "claim" and not event.offered) or kind == "biggest_cancels":
+        if (kind == "claim" and not out) or kind == "biggest_cancels":
             kind = "cancel"
         if kind == "book":
             yield kind, data.draw(USERS), data.draw(sizes)
             continue
-        holders = [*event.offered] if kind == "claim" else event_users(event)
+        holders = out if kind == "claim" else event_users(event)
         known = holders and data.draw(st.integers(0, 4))  # mostly someone who holds something
         user = data.draw(st.sampled_from(holders) if known else USERS)
         have = event.user_state(user).get("tickets", 1)
@@ -368,7 +616,7 @@ def steps(data, event: EventModel, sizes=SIZES):
 
 
 def event_users(event: EventModel) -> list[int]:
-    return [*event.booked, *event.offered, *(p.user for p in event.line)]
+    return [*event.booked, *event.offered, *event.holds, *(p.user for p in event.line)]
 
 
 def run(event: EventModel, kind, user, number) -> None:
@@ -376,15 +624,29 @@ def run(event: EventModel, kind, user, number) -> None:
         getattr(event, kind)(user, number)
     elif kind == "time_passes":
         event.time_passes(number)
+    elif kind == "advance":
+        event.advance(number)
+    elif kind == "settle":
+        event.settle()
     else:
         event.change(**{kind: number})
 
 
+def created(event: EventModel) -> tuple:
+    """The event.created fact of a new event, as the service writes it (less its name)."""
+    return ("event.created", None, {
+        "totalTickets": event.total, "waitlistMode": event.mode,
+        "maxTicketsPerBooking": event.max_tickets_per_booking,
+        "maxOvertakes": event.max_overtakes, "offerTtlSeconds": event.offer_ttl,
+        "holdTtlSeconds": event.hold_ttl})  # fmt: skip
+
+
 def check_passes(before: EventModel, after: EventModel, facts: list[tuple]) -> None:
-    """Line order and bounded overtakes across one step: each party served passed over
+    """Line order and bounded overtakes across one walk: each party served passed over
     exactly the parties still waiting ahead of it (but those larger than the event), none
     of them at the bound, and the counts grew by exactly that."""
-    facts = [(user, data) for type_, user, data in facts if type_ in (*SERVED, "booking.booked")]
+    own = (*SERVED, "booking.booked", "hold.created")
+    facts = [(user, data) for type_, user, data in facts if type_ in own]
     ahead = [p.user for p in before.line if after.party(p.user) or p.user in dict(facts)]
     counts = {p.user: p.overtakes for p in before.line}
     for user, data in facts:
@@ -399,21 +661,47 @@ def check_passes(before: EventModel, after: EventModel, facts: list[tuple]) -> N
     assert [counts.get(p.user, 0) for p in after.line] == [p.overtakes for p in after.line]
 
 
+def check_lapses(before: EventModel, facts: list[tuple]) -> None:
+    """A settle frees what lapsed, and only that: each once, soonest first (the clock's;
+    ties go by line order), after those time_passes marked."""
+    expired = [user for type_, user, _ in facts if type_ in EXPIRED]
+    clock = {u: before.deadlines[u] for u in [*before.offered, *before.holds]}
+    marked = [u for u in expired if u in before.lapsed]
+    timed = expired[len(marked) :]
+    assert set(expired) == before.lapsed | {u for u, c in clock.items() if c.expires <= before.now}
+    assert len(expired) == len(set(expired)) and not set(timed) & before.lapsed
+    keys = [(clock[u].expires, clock[u].seq) for u in timed]
+    assert keys == sorted(keys)
+    for type_, user, _ in facts:
+        if type_ in EXPIRED:
+            assert type_ == ("offer.expired" if user in before.offered else "hold.expired")
+
+
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(event=EVENTS, data=st.data())
 def test_random_programs_keep_every_invariant_and_replay(event, data):
+    first = created(event)
     for step in steps(data, event):
         before = copy.deepcopy(event)
+        settled = copy.deepcopy(event)  # what the step's change does first
+        if step[0] in CHANGING:
+            settled.settle()
+            check_lapses(before, settled.journal[len(before.journal) :])
         try:
             run(event, *step)
-        except ModelRefusal:
-            assert event == before, "a refusal changed something"
+        except ModelRefusal as refusal:
+            assert event == (before if refusal.status == 400 else settled), "a refusal changed"
         assert event.violations() == [], step
-        check_passes(before, event, event.journal[len(before.journal) :])
+        assert event.journal[: len(settled.journal)] == settled.journal
+        check_passes(before, settled, settled.journal[len(before.journal) :])
+        check_passes(settled, event, event.journal[len(settled.journal) :])
         rebuilt = replay(event.journal)
         assert list(rebuilt.booked.items()) == list(event.booked.items())
         assert list(rebuilt.offered.items()) == list(event.offered.items())
+        assert list(rebuilt.holds.items()) == list(event.holds.items())
         assert rebuilt.entries() == event.entries()
+    # The journal, change by change through model_replay.py, is this model's journal.
+    assert model_violations({1: [first, *event.journal]}) == []
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
@@ -428,6 +716,8 @@ def test_freeing_tickets_before_a_random_line_keeps_every_invariant(event, parti
     event.max_tickets_per_booking = 10
     if event.total:
         event.book(0, event.total)
+        if 0 in event.holds:  # a hold: user 0 pays, then gives tickets back bit by bit
+            event.claim(0)
     for user, tickets in enumerate(parties, 1):
         event.book(user, tickets)
     for user, (given_back, tickets) in enumerate(frees, 100):
@@ -459,10 +749,29 @@ def test_violations_name_what_is_broken():
     def broken(**state) -> list[str]:
         return [found.split(":")[0] for found in EventModel(**state).violations()]
 
-    assert broken(total=4, booked={1: 5}) == ["booked + offered + available = total"]
-    assert broken(total=4, booked={1: 4}, line=[Party(1, 1)]) == ["whole parties"]
+    held = {"holds": {1: 2}, "deadlines": {1: Deadline(0, 60, 1, 1)}}
+    assert broken(total=4, booked={1: 5}) == ["booked + offered + held + available = total"]
+    assert broken(total=4, booked={2: 3}, **held) == ["booked + offered + held + available = total"]
+    assert broken(total=4, booked={1: 4}, line=[Party(1, 1)]) == [
+        "one state per user, whole parties"
+    ]
+    assert broken(total=4, booked={1: 1}, **held) == ["one state per user, whole parties"]
     assert broken(total=4, booked={1: 4}, line=[Party(2, 1, overtakes=4)]) == ["bounded overtakes"]
     assert broken(total=4, booked={1: 2}, line=[Party(2, 1)]) == ["no idle fit"]
     giant = Party(2, 9, overtakes=3)
     assert broken(total=4, line=[giant, Party(3, 1)]) == ["no live-lock"]
     assert broken(total=4, booked={1: 2}, line=[Party(2, 3, overtakes=3), Party(3, 1)]) == []
+    assert broken(total=4, **held) == []
+    assert broken(total=4, holds={1: 2}) == ["expiry after creation"]  # no expiry at all
+    stale = {1: Deadline(0, 60, 1, 1), 2: Deadline(0, 60, 2, 2)}
+    assert broken(total=4, holds={1: 2}, deadlines=stale) == ["expiry after creation"]
+    at_once = {1: Deadline(60, 60, 1, 1)}
+    assert broken(total=4, now=60, holds={1: 2}, deadlines=at_once, settled=False) == [
+        "expiry after creation"
+    ]
+    assert broken(total=4, now=60, **held) == ["nothing lapsed unsettled after a change"]
+    assert broken(total=4, now=60, settled=False, **held) == []  # the clock moved: not yet
+    assert broken(total=4, offered={1: 2}, lapsed={1}) == [
+        "expiry after creation",
+        "nothing lapsed unsettled after a change",
+    ]

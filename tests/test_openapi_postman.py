@@ -21,7 +21,7 @@ from .servers import Gunicorn
 ENVIRONMENT = newman.ROOT / "docs" / "postman" / "local.postman_environment.json"
 CONVERTER = newman.NODE_DIR / "node_modules" / ".bin" / "openapi2postmanv2"
 # Values that differ on every run: when something happened, and the secret.
-VOLATILE = {"at", "createdAt", "expiresAt", "offerExpiresAt", "secret"}
+VOLATILE = {"at", "createdAt", "expiresAt", "offerExpiresAt", "holdExpiresAt", "secret"}
 METHODS = {"get", "post", "put", "patch", "delete"}
 
 

@@ -30,6 +30,7 @@ FOLDERS = [
     "Idempotent retries",
     "Offers",
     "Parties",
+    "Checkout holds",
     "History",
     "Webhooks",
     "Metrics",

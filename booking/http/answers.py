@@ -41,7 +41,13 @@ def event(state: domain.EventState) -> dict:
         "max_tickets_per_booking": state.max_tickets_per_booking,
         "max_overtakes": state.max_overtakes,
         "waiting_tickets": state.waiting_tickets,
+        "hold_ttl_seconds": state.hold_ttl_seconds,
+        "held_tickets": state.held_tickets,
     }
+
+
+# What a user's state and bookings show of what they hold, when they hold it.
+HOLDING = ("tickets", "position", "overtakes", "offer_expires_at", "hold_expires_at")
 
 
 def present(result, *names: str) -> dict:
@@ -53,10 +59,12 @@ def location(state: domain.EventState) -> dict:
     return {"Location": url_for("events.status", eventId=state.event_id)}
 
 
-def booking(result: domain.Booked | domain.Waitlisted) -> dict:
+def booking(result: domain.Booked | domain.Held | domain.Waitlisted) -> dict:
     shaped = {"event_id": result.event_id, "user_id": result.user_id, "tickets": result.tickets}
     if isinstance(result, domain.Waitlisted):
         return {"status": "waitlisted", **shaped, "position": result.position}
+    if isinstance(result, domain.Held):
+        return {"status": "held", **shaped, "hold_expires_at": result.expires_at}
     return {"status": "booked", **shaped}
 
 
@@ -102,6 +110,7 @@ def changed(result: domain.EventChanged) -> dict:
 _SHAPES = {
     domain.EventState: event,
     domain.Booked: booking,
+    domain.Held: booking,
     domain.Waitlisted: booking,
     domain.Cancelled: cancellation,
     domain.Claimed: claimed,
@@ -128,6 +137,8 @@ def log_outcome(result) -> None:
         note(**_who(result), outcome="claimed", tickets=result.tickets)
     elif isinstance(result, domain.Waitlisted):
         note(**_who(result), outcome="waitlisted", tickets=result.tickets)
+    elif isinstance(result, domain.Held):
+        note(**_who(result), outcome="held", tickets=result.tickets)
     elif isinstance(result, domain.Booked):
         note(**_who(result), outcome="booked", tickets=result.tickets)
 

@@ -10,6 +10,7 @@ from .. import metrics
 from ..notify.webhooks import DestinationRefused, WebhookNotFound
 from ..sales.domain import (
     AlreadyBooked,
+    AlreadyHeld,
     AlreadyOffered,
     AlreadyWaiting,
     BookingError,
@@ -39,6 +40,7 @@ _DOMAIN = {
     CapacityBelowHeld: (409, "capacity-below-held", "Fewer tickets than are booked"),
     NoOffer: (409, "no-offer", "No offer to claim"),
     AlreadyOffered: (409, "already-offered", "An offer is waiting to be claimed"),
+    AlreadyHeld: (409, "already-held", "Tickets are held for your checkout"),
     TooManyTickets: (409, "too-many-tickets", "Too many tickets"),
     KeyReused: (422, "idempotency-key-reused", "Idempotency-Key reused"),
     KeyInFlight: (409, "idempotency-key-in-flight", "Idempotency-Key in use"),
@@ -58,6 +60,8 @@ def refusal(error: BookingError):
         extra["held"] = error.held
     if isinstance(error, AlreadyOffered):
         extra["offerExpiresAt"] = rfc3339(error.expires_at)
+    if isinstance(error, AlreadyHeld):
+        extra["holdExpiresAt"] = rfc3339(error.expires_at)
     if isinstance(error, TooManyTickets):
         extra.update(error.extra)
     response = problem(status, title, str(error), slug, **extra)

@@ -43,7 +43,9 @@ def initialize(body):
 @blp.arguments(BookingRequest, example=examples.BOOK)
 @blp.response(201, BookingResult, example=examples.BOOKED)
 @blp.doc(
-    parameters=KEYED, summary="Book tickets for a party (1 unless asked), or join the waiting list"
+    parameters=KEYED,
+    summary="Book tickets for a party (1 unless asked; held for checkout if the event says"
+    " so), or join the waiting list",
 )
 @problems(400, 404, 409, 415, 422, 429, 503)
 def book(body):
@@ -88,7 +90,7 @@ def change_event(body, event_id):
 @blp.response(201, ClaimResult, example=examples.CLAIMED)
 @blp.doc(
     parameters=KEYED,
-    summary="Claim the tickets offered to you (all, or fewer), before the offer lapses",
+    summary="Claim the tickets offered or held for you (all, or fewer), before they lapse",
 )
 @problems(400, 404, 409, 415, 422, 429, 503)
 def claim(body):
@@ -125,7 +127,7 @@ def list_events(query):
 def user_state(event_id, user_id):
     state = service().user_state(event_id, user_id)
     shaped = {"event_id": event_id, "user_id": user_id, "status": state.status}
-    return shaped | answers.present(state, "tickets", "position", "overtakes", "offer_expires_at")
+    return shaped | answers.present(state, *answers.HOLDING)
 
 
 @blp.get(f"/api/users/{USER_ID}/bookings", parameters=[USER])
@@ -137,7 +139,7 @@ def user_bookings(query, user_id):
     page = service().user_bookings(user_id, query["cursor"], query["limit"])
     bookings = [
         {"event_id": b.event_id, "event_name": b.event_name, "status": b.status}
-        | answers.present(b, "tickets", "position", "overtakes", "offer_expires_at")
+        | answers.present(b, *answers.HOLDING)
         for b in page.bookings
     ]
     return {"user_id": user_id, "bookings": bookings, "next_after": page.next_after}
@@ -165,7 +167,7 @@ def waiting_list(event_id):
 @blp.doc(
     parameters=KEYED,
     summary="Give back tickets (all, or some; the waiting line gets them), decline an offer,"
-    " or leave the waiting list (or wait for fewer)",
+    " release a checkout hold, or leave the waiting list (or wait for fewer)",
 )
 @problems(400, 404, 409, 415, 422, 429, 503)
 def cancel(body):

@@ -1,13 +1,13 @@
 """The spec's examples: one story on a fresh database, each step continuing the one before.
 
-An admin opens a queue for a concert before its tickets are released (0 tickets, offer
-mode); user 1 joins it with a party of two; the admin releases two tickets, which are
-offered to user 1, who claims them; then the reads; user 1 cancels both; then the journal
-of all that and a webhook. The
-operations are registered in this order, so the spec lists them so, and a Postman
-collection converted from it (parameters from examples) runs top to bottom with every
-request answering 2xx. tests/test_openapi_postman.py runs exactly that and compares each
-answer with the example here.
+An admin opens a concert of two tickets that holds bookings for payment (checkout holds,
+offer mode for the line); user 1 books both for a party of two and they are held; the
+admin adds a ticket; user 1 pays and claims the hold; then the reads; user 1 cancels both;
+then the journal of all that and a webhook. The operations are registered in this order,
+so the spec lists them so, and a Postman collection converted from it (parameters from
+examples) runs top to bottom with every request answering 2xx.
+tests/test_openapi_postman.py runs exactly that and compares each answer with the
+example here.
 """
 
 EVENT_ID = 1
@@ -15,14 +15,17 @@ USER_ID = 1
 WEBHOOK_ID = 1
 IDEMPOTENCY_KEY = "3f2b8c1e-7d4a-4e9b-a6c5-0d1e2f3a4b5c"
 CREATED_AT = "2026-12-01T09:00:00.000Z"
+PARTY = 2  # user 1 books for two
+HOLD_TTL = 900  # a quarter of an hour to pay
+HOLD_EXPIRES_AT = "2026-12-01T08:15:01.000Z"
 
 
 def _event(**changes) -> dict:
     return {
         "eventId": EVENT_ID,
         "eventName": "Concert",
-        "totalTickets": 0,
-        "availableTickets": 0,
+        "totalTickets": PARTY,
+        "availableTickets": PARTY,
         "waitingListCount": 0,
         "salesOpen": True,
         "waitlistMode": "offer",
@@ -31,38 +34,38 @@ def _event(**changes) -> dict:
         "maxTicketsPerBooking": 10,
         "maxOvertakes": 3,
         "waitingTickets": 0,
+        "holdTtlSeconds": HOLD_TTL,
+        "heldTickets": 0,
         **changes,
     }
 
 
 INITIALIZE = {
     "eventName": "Concert",
-    "totalTickets": 0,
+    "totalTickets": PARTY,
     "waitlistMode": "offer",
     "offerTtlSeconds": 3600,
     "maxTicketsPerBooking": 10,
     "maxOvertakes": 3,
+    "holdTtlSeconds": HOLD_TTL,
 }
 INITIALIZED = _event()
 
-PARTY = 2  # user 1 books for two
 BOOK = {"eventId": EVENT_ID, "userId": USER_ID, "tickets": PARTY}
 BOOKED = {
     "eventId": EVENT_ID,
     "userId": USER_ID,
-    "status": "waitlisted",
-    "position": 1,
+    "status": "held",
     "tickets": PARTY,
+    "holdExpiresAt": HOLD_EXPIRES_AT,
 }
 
-EVENT = _event(waitingListCount=1, waitingTickets=PARTY)
+EVENT = _event(availableTickets=0, heldTickets=PARTY)
 
-CHANGE = {"totalTickets": PARTY}
-CHANGED = _event(
-    totalTickets=PARTY, offeredTickets=PARTY, promotedUserIds=[], offeredUserIds=[USER_ID]
-)
-
+CHANGE = {"totalTickets": PARTY + 1}
 NOBODY_SERVED = {"promotedUserIds": [], "offeredUserIds": []}
+CHANGED = _event(totalTickets=PARTY + 1, availableTickets=1, heldTickets=PARTY, **NOBODY_SERVED)
+
 CLAIMED = {
     "eventId": EVENT_ID,
     "userId": USER_ID,
@@ -72,7 +75,7 @@ CLAIMED = {
     **NOBODY_SERVED,
 }
 
-SOLD_OUT = _event(totalTickets=PARTY)
+SOLD_OUT = _event(totalTickets=PARTY + 1, availableTickets=1)
 EVENTS_PAGE = {"events": [SOLD_OUT], "nextCursor": None}
 USER_STATE = {"eventId": EVENT_ID, "userId": USER_ID, "status": "booked", "tickets": PARTY}
 USER_BOOKINGS = {
@@ -118,40 +121,27 @@ HISTORY = {
         ),
         _entry(
             2,
-            "waitlist.joined",
+            "hold.created",
             USER_ID,
-            {"position": 1, "tickets": PARTY},
+            {"tickets": PARTY, "expiresAt": HOLD_EXPIRES_AT, "overtookUserIds": []},
             "2026-12-01T08:00:01.000Z",
         ),
         _entry(
             3,
             "event.updated",
             None,
-            {"totalTickets": PARTY, "promotedUserIds": [], "offeredUserIds": [USER_ID]},
-            "2026-12-01T08:30:00.000Z",
+            {"totalTickets": PARTY + 1, **NOBODY_SERVED},
+            "2026-12-01T08:05:00.000Z",
         ),
         _entry(
             4,
-            "offer.created",
+            "hold.claimed",
             USER_ID,
-            {
-                "cause": "event.updated",
-                "causeUserId": None,
-                "expiresAt": "2026-12-01T09:30:00.000Z",
-                "overtookUserIds": [],
-                "tickets": PARTY,
-            },
-            "2026-12-01T08:30:00.000Z",
+            {"tickets": PARTY, "releasedTickets": 0, **NOBODY_SERVED_FIRST},
+            "2026-12-01T08:06:00.000Z",
         ),
         _entry(
             5,
-            "offer.claimed",
-            USER_ID,
-            {"tickets": PARTY, "releasedTickets": 0, **NOBODY_SERVED_FIRST},
-            "2026-12-01T08:31:00.000Z",
-        ),
-        _entry(
-            6,
             "booking.cancelled",
             USER_ID,
             {"tickets": PARTY, "remainingTickets": 0, **NOBODY_SERVED_FIRST},
@@ -168,7 +158,7 @@ WEBHOOK = {
     "enabled": True,
     "disabledReason": None,
     "createdAt": CREATED_AT,
-    "deliveredUpTo": 6,
+    "deliveredUpTo": 5,
 }
 SUBSCRIBED = {**WEBHOOK, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
 WEBHOOKS_PAGE = {"webhooks": [WEBHOOK], "nextCursor": None}

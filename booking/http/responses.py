@@ -30,6 +30,14 @@ class EventSchema(StrictSchema):
         data_key="waitingTickets",
         metadata={"description": "the waiting parties' tickets (waitingListCount: parties)"},
     )
+    hold_ttl_seconds = fields.Integer(
+        data_key="holdTtlSeconds",
+        metadata={"description": "seconds a buyer's tickets are held for checkout (0: none)"},
+    )
+    held_tickets = fields.Integer(
+        data_key="heldTickets",
+        metadata={"description": "held for checkout; booked + offered + held + available = total"},
+    )
 
 
 def _promoted() -> fields.List:
@@ -45,6 +53,13 @@ def _offered() -> fields.List:
         fields.Integer(),
         data_key="offeredUserIds",
         metadata={"description": "offer mode: waiting parties offered their tickets, in order"},
+    )
+
+
+def _hold_expires() -> Rfc3339:
+    return Rfc3339(
+        data_key="holdExpiresAt",
+        metadata={"description": "held only: when the checkout hold lapses, unless claimed"},
     )
 
 
@@ -66,9 +81,9 @@ class UserBookingSchema(StrictSchema):
     event_id = fields.Integer(data_key="eventId", required=True)
     event_name = fields.String(data_key="eventName", required=True)
     status = fields.String(
-        required=True, validate=validate.OneOf(["booked", "waitlisted", "offered"])
+        required=True, validate=validate.OneOf(["booked", "waitlisted", "offered", "held"])
     )
-    tickets = _tickets("booked, waited for, or offered")
+    tickets = _tickets("booked, waited for, offered or held")
     position = fields.Integer(metadata={"description": "1-based place in line; waitlisted only"})
     overtakes = fields.Integer(
         metadata={"description": "waitlisted only: how often the party was passed over"}
@@ -76,6 +91,7 @@ class UserBookingSchema(StrictSchema):
     offer_expires_at = Rfc3339(
         data_key="offerExpiresAt", metadata={"description": "offered only: when it lapses"}
     )
+    hold_expires_at = _hold_expires()
 
 
 class UserBookingsPageSchema(StrictSchema):
@@ -87,21 +103,27 @@ class UserBookingsPageSchema(StrictSchema):
 class BookingResult(StrictSchema):
     status = fields.String(
         required=True,
-        validate=validate.OneOf(["booked", "waitlisted"]),
-        metadata={"description": "booked, or waitlisted when the event is sold out"},
+        validate=validate.OneOf(["booked", "held", "waitlisted"]),
+        metadata={
+            "description": "booked; held, when the event holds tickets for checkout (claim"
+            " them before holdExpiresAt); or waitlisted when they do not fit"
+        },
     )
     event_id = fields.Integer(data_key="eventId", required=True)
     user_id = fields.Integer(data_key="userId", required=True)
-    tickets = _tickets("the party's tickets, booked or waited for")
+    tickets = _tickets("the party's tickets, booked, held or waited for")
     position = fields.Integer(
         metadata={"description": "1-based place in line (in parties); waitlisted only"}
     )
+    hold_expires_at = _hold_expires()
 
 
 class CancelResult(StrictSchema):
     status = fields.String(
         required=True,
-        validate=validate.OneOf(["cancelled", "declined_offer", "left_waiting_list"]),
+        validate=validate.OneOf(
+            ["cancelled", "declined_offer", "released_hold", "left_waiting_list"]
+        ),
     )
     event_id = fields.Integer(data_key="eventId", required=True)
     user_id = fields.Integer(data_key="userId", required=True)
@@ -146,9 +168,10 @@ class UserStateSchema(StrictSchema):
     event_id = fields.Integer(data_key="eventId", required=True)
     user_id = fields.Integer(data_key="userId", required=True)
     status = fields.String(
-        required=True, validate=validate.OneOf(["booked", "waitlisted", "offered", "none"])
+        required=True,
+        validate=validate.OneOf(["booked", "waitlisted", "offered", "held", "none"]),
     )
-    tickets = fields.Integer(metadata={"description": "booked, waited for, or offered"})
+    tickets = fields.Integer(metadata={"description": "booked, waited for, offered or held"})
     position = fields.Integer(metadata={"description": "1-based place in line; waitlisted only"})
     overtakes = fields.Integer(
         metadata={"description": "waitlisted only: how often the party was passed over"}
@@ -156,6 +179,7 @@ class UserStateSchema(StrictSchema):
     offer_expires_at = Rfc3339(
         data_key="offerExpiresAt", metadata={"description": "offered only: when it lapses"}
     )
+    hold_expires_at = _hold_expires()
 
 
 class WaitingPartySchema(StrictSchema):
@@ -209,4 +233,7 @@ class ProblemSchema(StrictSchema):
     )
     offer_expires_at = fields.String(
         data_key="offerExpiresAt", metadata={"description": "already-offered: when it lapses"}
+    )
+    hold_expires_at = fields.String(
+        data_key="holdExpiresAt", metadata={"description": "already-held: when it lapses"}
     )

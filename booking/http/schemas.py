@@ -151,7 +151,27 @@ def tickets_field(description: str) -> fields.Integer:
 
 
 # The settings an admin may give at creation (beyond name and tickets) or change later.
-SETTINGS = ("waitlist_mode", "offer_ttl_seconds", "max_tickets_per_booking", "max_overtakes")
+SETTINGS = (
+    "waitlist_mode",
+    "offer_ttl_seconds",
+    "max_tickets_per_booking",
+    "max_overtakes",
+    "hold_ttl_seconds",
+)
+MAX_HOLD_TTL = 24 * 3600
+
+
+def _hold_ttl() -> fields.Integer:
+    return fields.Integer(
+        data_key="holdTtlSeconds",
+        strict=True,
+        validate=validate.Range(min=0, max=MAX_HOLD_TTL),
+        metadata={
+            "description": "checkout holds: seconds a buyer's tickets are held for them to"
+            " claim (pay) before they lapse; 0 (the default) books at once",
+            "example": 0,
+        },
+    )
 
 
 class InitializeRequest(StrictSchema):
@@ -161,6 +181,7 @@ class InitializeRequest(StrictSchema):
     offer_ttl_seconds = _offer_ttl()
     max_tickets_per_booking = _max_tickets_per_booking()
     max_overtakes = _max_overtakes()
+    hold_ttl_seconds = _hold_ttl()
 
 
 class EventChangeRequest(StrictSchema):
@@ -176,13 +197,14 @@ class EventChangeRequest(StrictSchema):
     offer_ttl_seconds = _offer_ttl()
     max_tickets_per_booking = _max_tickets_per_booking()
     max_overtakes = _max_overtakes()
+    hold_ttl_seconds = _hold_ttl()
 
     @validates_schema
     def not_empty(self, data, **kwargs):
         if not data:
             raise ValidationError(
                 "Send at least one of eventName, totalTickets, salesOpen, waitlistMode,"
-                " offerTtlSeconds, maxTicketsPerBooking, maxOvertakes."
+                " offerTtlSeconds, maxTicketsPerBooking, maxOvertakes, holdTtlSeconds."
             )
 
 

@@ -25,7 +25,7 @@ only max_overtakes times.
 """
 
 from .batch import Batch, EventView
-from .domain import OFFER, Served, rfc3339
+from .domain import OFFER, Booked, Held, Served, rfc3339
 from .waiting_lists import Party
 
 
@@ -35,13 +35,13 @@ def allocate(
     cause: str,
     cause_user_id: int | None,
     newcomer: Party | None = None,
-) -> tuple[Served, list[int] | None]:
+) -> tuple[Served, Booked | Held | None]:
     """Serve what the free tickets can, by the rule above, journalling each party served
     (`cause`: the journal type of the change that ran it). A `newcomer` who just joined
-    the line is a buyer who is present: if served, they book (in either mode) and are
-    not listed; what comes back is then who they passed over, else None."""
+    the line is a buyer who is present: if served, they book or their tickets are held
+    for checkout (serve_present), they are not listed, and that is what comes back."""
     served = Served()
-    newcomer_passed = None
+    present = None
     if not event.waiting_count:
         tx.change_event(event, held_back_tickets=0)
         return served, None
@@ -57,14 +57,35 @@ def allocate(
         passed = tx.overtake(event, party.seq)
         tx.leave(event, party)
         if party is newcomer:
-            tx.book(event, party.user_id, party.tickets)
-            newcomer_passed = passed
+            present = serve_present(tx, event, party.user_id, party.tickets, passed)
         else:
             _serve(tx, event, party, passed, cause, cause_user_id, served)
         free = event.available_tickets
     blocked = free > 0 and line.first_limited(event.max_overtakes, event.total_tickets)
     tx.change_event(event, held_back_tickets=free if blocked else 0)
-    return served, newcomer_passed
+    return served, present
+
+
+def serve_present(
+    tx: Batch, event: EventView, user_id: int, tickets: int, passed: list[int]
+) -> Booked | Held:
+    """A buyer who is present and whom the free tickets serve books them, in either mode
+    (offers are for those who wait); or, when the event holds bookings for payment
+    (hold_ttl_seconds), the tickets are held for them to claim."""
+    if event.hold_ttl_seconds:
+        expires_at = tx.hold(event, user_id, tickets)
+        tx.record(
+            "hold.created",
+            event.id,
+            user_id,
+            tickets=tickets,
+            expiresAt=rfc3339(expires_at),
+            overtookUserIds=passed,
+        )
+        return Held(event.id, user_id, tickets, expires_at)
+    tx.book(event, user_id, tickets)
+    tx.record("booking.booked", event.id, user_id, tickets=tickets, overtookUserIds=passed)
+    return Booked(event.id, user_id, tickets)
 
 
 def _serve(tx, event, party, passed, cause, cause_user_id, served: Served) -> None:

@@ -20,7 +20,8 @@ from sqlalchemy import Connection
 
 from ..storage import journal, tickets
 from .batch_answers import BatchAnswers
-from .batch_offers import Offers
+from .batch_offers import HOLD, OFFER, Offer, Offers
+from .clock import Clock
 from .line_changes import LineChanges
 from .waiting_lists import Party, WaitingLists
 
@@ -46,6 +47,8 @@ class EventView:
     max_overtakes: int
     waiting_tickets: int
     held_back_tickets: int
+    hold_ttl_seconds: int
+    held_tickets: int
     loaded: object = None
     changed: bool = False
     line: LineChanges | None = None  # the line, fetched on first need
@@ -53,8 +56,11 @@ class EventView:
 
 
 class Batch:
-    def __init__(self, conn: Connection, waiting_lists: WaitingLists, lock_rows: bool):
+    def __init__(
+        self, conn: Connection, waiting_lists: WaitingLists, lock_rows: bool, clock: Clock
+    ):
         self.conn = conn
+        self.clock = clock
         self.lock_rows = lock_rows
         self._waiting_lists = waiting_lists
         self._events: dict[int, EventView] = {}
@@ -68,9 +74,9 @@ class Batch:
         self._now: datetime | None = None
 
     def now(self) -> datetime:
-        """The database's clock, read once per batch when an offer needs it."""
+        """The database's clock (clock.py), read once per batch when an offer needs it."""
         if self._now is None:
-            self._now = journal.database_now(self.conn)
+            self._now = self.clock.now(self.conn)
         return self._now
 
     @property
@@ -184,31 +190,56 @@ class Batch:
         """The events whose line copy this batch has changed."""
         return [e.id for e in self._events.values() if e.line is not None and e.line.ops]
 
-    # Offers: tickets held for a user until they lapse (batch_offers.py).
+    # Offers and holds: tickets held for a user until they lapse (batch_offers.py).
 
     def offers(self, event: EventView) -> Offers:
-        """The event's live offers this batch can touch: its users', and the lapsed ones."""
+        """The event's live offers and holds this batch can touch: its users', and the
+        lapsed ones."""
         if event.offers is None:
             users = [user for (event_id, user) in self._booked if event_id == event.id]
             event.offers = Offers.read(self.conn, event, users, self.now)
         return event.offers
 
+    def offer_of(self, event: EventView, user_id: int) -> Offer | None:
+        """The user's live offer or hold, or None."""
+        if not (event.offered_tickets or event.held_tickets):
+            return None
+        return self.offers(event).of(user_id)
+
     def offer(self, event: EventView, party: Party) -> datetime:
         """Hold the party's tickets for them (out of the free ones) until the event's offer
         time is over; that time."""
-        expires_at = self.offers(event).add(party, self.now(), event.offer_ttl_seconds)
+        offer = self.offers(event).add(
+            party.user_id, party.seq, party.tickets, event.offer_ttl_seconds, OFFER
+        )
         self.change_event(
             event,
             available_tickets=event.available_tickets - party.tickets,
             offered_tickets=event.offered_tickets + party.tickets,
         )
-        return expires_at
+        return offer.expires_at
 
-    def end_offer(self, event: EventView, user_id: int, lapsed: bool = False):
-        """The user's offer is claimed, declined or (`lapsed`) over: its tickets are no
-        longer offered (the caller books or frees them). The offer as it was."""
+    def hold(self, event: EventView, user_id: int, count: int) -> datetime:
+        """Hold `count` free tickets for a buyer until the event's hold time is over (a
+        checkout hold; it takes the next seq, its place in arrival order); that time."""
+        seq = event.next_waiting_seq
+        offer = self.offers(event).add(user_id, seq, count, event.hold_ttl_seconds, HOLD)
+        self.change_event(
+            event,
+            next_waiting_seq=seq + 1,
+            available_tickets=event.available_tickets - count,
+            held_tickets=event.held_tickets + count,
+        )
+        return offer.expires_at
+
+    def end_offer(self, event: EventView, user_id: int, lapsed: bool = False) -> Offer:
+        """The user's offer or hold is claimed, given back or (`lapsed`) over: its tickets
+        are no longer held (the caller books or frees them). It, as it was."""
         offer = self.offers(event).end(user_id, lapsed)
-        self.change_event(event, offered_tickets=event.offered_tickets - offer.tickets)
+        if offer.kind == HOLD:
+            self.change_event(event, held_tickets=event.held_tickets - offer.tickets)
+        else:
+            self.change_event(event, offered_tickets=event.offered_tickets - offer.tickets)
         return offer
 
     def free(self, event: EventView, count: int) -> None:
@@ -269,4 +300,6 @@ def _written(event: EventView) -> dict:
         "max_overtakes": event.max_overtakes,
         "waiting_tickets": event.waiting_tickets,
         "held_back": event.held_back_tickets,
+        "hold_ttl": event.hold_ttl_seconds,
+        "held": event.held_tickets,
     }

@@ -33,6 +33,8 @@ class EventState:
     max_tickets_per_booking: int = 10
     max_overtakes: int = 3
     waiting_tickets: int = 0
+    hold_ttl_seconds: int = 0
+    held_tickets: int = 0
 
     @classmethod
     def of(cls, row) -> "EventState":
@@ -50,6 +52,8 @@ class EventState:
             row.max_tickets_per_booking,
             row.max_overtakes,
             row.waiting_tickets,
+            row.hold_ttl_seconds,
+            row.held_tickets,
         )
 
 
@@ -77,11 +81,12 @@ class EventsPage:
 class UserBooking:
     event_id: int
     event_name: str
-    status: str  # "booked", "waitlisted" or "offered"
+    status: str  # "booked", "waitlisted", "offered" or "held"
     tickets: int
     position: int | None = None
     overtakes: int | None = None
     offer_expires_at: datetime | None = None
+    hold_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +104,16 @@ class Booked:
 
 
 @dataclass(frozen=True, slots=True)
+class Held:
+    """Tickets held for a buyer while they pay (holdTtlSeconds), until claimed or lapsed."""
+
+    event_id: int
+    user_id: int
+    tickets: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Waitlisted:
     event_id: int
     user_id: int
@@ -109,7 +124,8 @@ class Waitlisted:
 @dataclass(frozen=True, slots=True)
 class Cancelled:
     """Tickets given back: `status` says what they were (cancelled: booked;
-    declined_offer: offered; left_waiting_list: a place in line)."""
+    declined_offer: offered; released_hold: held for checkout; left_waiting_list: a
+    place in line)."""
 
     status: str
     event_id: int
@@ -133,11 +149,12 @@ class Claimed:
 class UserState:
     event_id: int
     user_id: int
-    status: str  # "booked", "waitlisted", "offered" or "none"
+    status: str  # "booked", "waitlisted", "offered", "held" or "none"
     tickets: int | None = None
     position: int | None = None
     overtakes: int | None = None
     offer_expires_at: datetime | None = None
+    hold_expires_at: datetime | None = None
 
 
 class BookingError(Exception):
@@ -171,7 +188,8 @@ class TooManyTickets(BookingError):
 
     def __init__(self, event_id: int, asked: int, detail: str, **extra):
         self.extra = extra  # the limits that were crossed, for the problem's members
-        super().__init__(f"{asked} tickets for event {event_id}: {detail}")
+        noun = "ticket" if asked == 1 else "tickets"
+        super().__init__(f"{asked} {noun} for event {event_id}: {detail}")
 
 
 class NothingToCancel(BookingError):
@@ -188,8 +206,8 @@ class CapacityBelowHeld(BookingError):
     def __init__(self, event_id: int, total: int, held: int):
         self.held = held
         super().__init__(
-            f"Event {event_id} has {held} tickets booked or offered; totalTickets cannot go"
-            " below that"
+            f"Event {event_id} has {held} tickets booked, offered or held; totalTickets cannot"
+            " go below that"
             f" (asked for {total})."
         )
 
@@ -203,13 +221,26 @@ class AlreadyOffered(BookingError):
         )
 
 
+class AlreadyHeld(BookingError):
+    def __init__(self, event_id: int, user_id: int, expires_at: datetime):
+        self.expires_at = expires_at
+        super().__init__(
+            f"User {user_id} has tickets held for checkout for event {event_id}; claim them"
+            " with POST /api/events/claim (or release them) before the hold lapses."
+        )
+
+
 class NoOffer(BookingError):
-    def __init__(self, event_id: int, user_id: int, lapsed_at: datetime | None):
-        self.lapsed_at = lapsed_at
-        if lapsed_at is None:
+    """Nothing is held or offered for the user to claim (any more)."""
+
+    def __init__(self, event_id: int, user_id: int, lapsed: tuple[str, datetime] | None):
+        self.lapsed_at = None if lapsed is None else lapsed[1]
+        if lapsed is None:
             why = "holds no offer"
+        elif lapsed[0] == "hold":
+            why = f"had tickets held for checkout until {rfc3339(lapsed[1])}: the hold lapsed"
         else:
-            why = f"held an offer that lapsed at {rfc3339(lapsed_at)}"
+            why = f"held an offer that lapsed at {rfc3339(lapsed[1])}"
         super().__init__(f"User {user_id} {why} for event {event_id}.")
 
 

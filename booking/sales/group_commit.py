@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from .. import metrics
 from .batch import Batch
 from .change_queue import DONE, Change, ChangeQueue, Rule
+from .clock import Clock
 from .domain import BookingError, LockTimeout
 from .idempotency import InFlight, Key
 from .locking import BookingLock
@@ -50,6 +51,7 @@ class GroupCommit:
         max_size: int = 64,
         max_hold: float = 0.05,
         before: Rule | None = None,
+        clock: Clock | None = None,
     ):
         self.engine = engine
         self.lock = lock
@@ -57,6 +59,7 @@ class GroupCommit:
         self.max_size = max(1, max_size)
         self.max_hold = max_hold
         self.before = before  # run on each batch before its changes (settling lapsed offers)
+        self.clock = clock or Clock()
         self._queue = ChangeQueue()
         self._conn: Connection | None = None  # only ever used by the leading thread
         self._in_flight = InFlight()
@@ -150,7 +153,7 @@ class GroupCommit:
     def _transaction(self, batch: list[Change], alone: bool):
         """One attempt: the batch's changes in one protected transaction."""
         conn = self._connection()
-        tx = Batch(conn, self.waiting_lists, self.lock.lock_rows)
+        tx = Batch(conn, self.waiting_lists, self.lock.lock_rows, self.clock)
         try:
             with self.lock.transaction(conn):
                 tx.locked_at = time.monotonic()

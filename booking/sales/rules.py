@@ -15,10 +15,12 @@ the waiting parties by the allocation: booked for them in "auto" mode, offered
 
 from dataclasses import replace
 
-from .allocation import allocate, listed
+from .allocation import allocate, listed, serve_present
 from .batch import Batch, EventView
+from .batch_offers import HOLD
 from .domain import (
     AlreadyBooked,
+    AlreadyHeld,
     AlreadyOffered,
     AlreadyWaiting,
     Booked,
@@ -28,6 +30,7 @@ from .domain import (
     EventChanged,
     EventNotFound,
     EventState,
+    Held,
     NoOffer,
     NothingToCancel,
     SalesClosed,
@@ -45,6 +48,7 @@ SETTINGS = {
     "offer_ttl_seconds": "offerTtlSeconds",
     "max_tickets_per_booking": "maxTicketsPerBooking",
     "max_overtakes": "maxOvertakes",
+    "hold_ttl_seconds": "holdTtlSeconds",
 }
 
 
@@ -65,16 +69,20 @@ def create(tx: Batch, settings: dict) -> EventState:
         0,
         settings["max_tickets_per_booking"],
         settings["max_overtakes"],
+        0,
+        settings["hold_ttl_seconds"],
     )
 
 
-def book(tx: Batch, event_id: int, user_id: int, tickets: int = 1) -> Booked | Waitlisted:
+def book(tx: Batch, event_id: int, user_id: int, tickets: int = 1) -> Booked | Held | Waitlisted:
     event = existing(tx.event(event_id), event_id)
     if not event.sales_open:
         raise SalesClosed(event_id)
     if tx.booked(event, user_id):
         raise AlreadyBooked(event_id, user_id)
-    if event.offered_tickets and (offer := tx.offers(event).of(user_id)) is not None:
+    if (offer := tx.offer_of(event, user_id)) is not None:
+        if offer.kind == HOLD:
+            raise AlreadyHeld(event_id, user_id, offer.expires_at)
         raise AlreadyOffered(event_id, user_id, offer.expires_at)
     if (party := tx.place(event, user_id)) is not None:
         raise AlreadyWaiting(event_id, user_id, tx.line(event).line.position(party.seq))
@@ -88,38 +96,41 @@ def book(tx: Batch, event_id: int, user_id: int, tickets: int = 1) -> Booked | W
         )
     if not event.waiting_count and tickets <= event.available_tickets:
         # Nobody waits and the tickets are free: what the allocation would do, at once.
-        tx.book(event, user_id, tickets)
-        tx.record("booking.booked", event_id, user_id, tickets=tickets, overtookUserIds=[])
-        return Booked(event_id, user_id, tickets)
+        return serve_present(tx, event, user_id, tickets, [])
     party = tx.join(event, user_id, tickets)
-    _, passed = allocate(tx, event, "booking.booked", user_id, newcomer=party)
-    if passed is not None:
-        tx.record("booking.booked", event_id, user_id, tickets=tickets, overtookUserIds=passed)
-        return Booked(event_id, user_id, tickets)
+    _, present = allocate(tx, event, "booking.booked", user_id, newcomer=party)
+    if present is not None:
+        return present
     position = event.waiting_count  # the newcomer is the last in line
     tx.record("waitlist.joined", event_id, user_id, tickets=tickets, position=position)
     return Waitlisted(event_id, user_id, position, tickets)
 
 
 def cancel(tx: Batch, event_id: int, user_id: int, tickets: int | None = None) -> Cancelled:
-    """Give back booked tickets (some or all), decline an offer, or leave the line (or
-    wait for fewer tickets)."""
+    """Give back booked tickets (some or all), decline an offer, release a checkout hold,
+    or leave the line (or wait for fewer tickets)."""
     event = existing(tx.event(event_id), event_id)
     if booked := tx.booked(event, user_id):
         count = _some_of(event_id, booked, tickets, "booked")
         tx.unbook(event, user_id, count)
         return _freed(tx, event, "cancelled", "booking.cancelled", user_id, count, booked - count)
-    if event.offered_tickets and (offer := tx.offers(event).of(user_id)) is not None:
+    if (offer := tx.offer_of(event, user_id)) is not None:
+        what = "a hold is released" if offer.kind == HOLD else "an offer is declined"
         if tickets is not None and tickets != offer.tickets:
             raise TooManyTickets(
                 event_id,
                 tickets,
-                f"an offer is declined whole ({offer.tickets}); claim fewer instead.",
+                f"{what} whole ({offer.tickets}); claim fewer instead.",
                 userTickets=offer.tickets,
             )
         tx.end_offer(event, user_id)
         tx.free(event, offer.tickets)
-        return _freed(tx, event, "declined_offer", "offer.declined", user_id, offer.tickets, 0)
+        status, fact = (
+            ("released_hold", "hold.released")
+            if offer.kind == HOLD
+            else ("declined_offer", "offer.declined")
+        )
+        return _freed(tx, event, status, fact, user_id, offer.tickets, 0)
     if (party := tx.place(event, user_id)) is not None:
         count = _some_of(event_id, party.tickets, tickets, "waiting for")
         remaining = party.tickets - count
@@ -138,31 +149,33 @@ def cancel(tx: Batch, event_id: int, user_id: int, tickets: int | None = None) -
 
 
 def claim(tx: Batch, event_id: int, user_id: int, tickets: int | None = None) -> Claimed:
-    """Book `tickets` of the user's offer (all unless asked) and free the rest. Sales need
-    not be open: they are theirs already."""
+    """Book `tickets` of the user's offer or checkout hold (all unless asked) and free the
+    rest. Sales need not be open: they are theirs already."""
     event = existing(tx.event(event_id), event_id)
-    offer = tx.offers(event).of(user_id) if event.offered_tickets else None
-    # Lapsed offers were settled when the batch began, by the database's clock; the
-    # second test only guards the rule on its own.
+    offer = tx.offer_of(event, user_id)
+    # Lapsed offers and holds were settled when the batch began, by the database's clock;
+    # the second test only guards the rule on its own.
     if offer is None or offer.expires_at <= tx.now():
         raise NoOffer(event_id, user_id, tx.offers(event).lapsed_at(tx.conn, event_id, user_id))
-    count = _some_of(event_id, offer.tickets, tickets, "offered")
+    count = _some_of(event_id, offer.tickets, tickets, "held" if offer.kind == HOLD else "offered")
     tx.end_offer(event, user_id)
     tx.add_booking(event, user_id, count)
     released = offer.tickets - count
-    fact = tx.record("offer.claimed", event_id, user_id, tickets=count, releasedTickets=released)
+    cause = f"{offer.kind}.claimed"
+    fact = tx.record(cause, event_id, user_id, tickets=count, releasedTickets=released)
     tx.free(event, released)
-    served, _ = allocate(tx, event, "offer.claimed", user_id)
+    served, _ = allocate(tx, event, cause, user_id)
     fact.update(listed(served))
     return Claimed(event_id, user_id, count, released, served)
 
 
 def settle_lapsed_offers(tx: Batch) -> None:
-    """Before a batch's changes: every offer past its time frees its tickets; those of an
-    event that lapsed together are freed together, then the allocation runs once, and
-    each lapse's fact says whom it served (the cause's user: the one lapsed, if alone)."""
+    """Before a batch's changes: every offer and checkout hold past its time frees its
+    tickets; those of an event that lapsed together are freed together, then the
+    allocation runs once, and each lapse's fact says whom it served. Its cause is the
+    first lapse's type (offer.expired or hold.expired), its user the one lapsed, if alone."""
     for event in tx.events():
-        lapsed = tx.offers(event).lapsed() if event.offered_tickets else []
+        lapsed = tx.offers(event).lapsed() if event.offered_tickets or event.held_tickets else []
         if not lapsed:
             continue
         facts = []
@@ -171,7 +184,7 @@ def settle_lapsed_offers(tx: Batch) -> None:
             tx.free(event, offer.tickets)
             facts.append(
                 tx.record(
-                    "offer.expired",
+                    f"{offer.kind}.expired",
                     event.id,
                     offer.user_id,
                     tickets=offer.tickets,
@@ -179,7 +192,7 @@ def settle_lapsed_offers(tx: Batch) -> None:
                 )
             )
         alone = lapsed[0].user_id if len(lapsed) == 1 else None
-        served, _ = allocate(tx, event, "offer.expired", alone)
+        served, _ = allocate(tx, event, f"{lapsed[0].kind}.expired", alone)
         for fact in facts:
             fact.update(listed(served))
 
@@ -188,7 +201,7 @@ def change_event(tx: Batch, event_id: int, **values) -> EventChanged:
     """An admin's change to any of SETTINGS. A new mode or offer time applies to tickets
     freed from now on, this change's included. More tickets, a higher overtake limit,
     or anything else that could serve someone runs the allocation; fewer tickets remove
-    free ones, never below those booked or offered."""
+    free ones, never below those booked, offered or held."""
     event = existing(tx.event(event_id), event_id)
     given = {name: value for name, value in values.items() if value is not None}
     taken = event.total_tickets - event.available_tickets

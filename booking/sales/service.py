@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 from ..storage import lines, tickets
 from ..storage import offers as offer_store
 from . import rules
+from .clock import Clock
 from .domain import (
     Booked,
     Cancelled,
@@ -15,6 +16,7 @@ from .domain import (
     EventChanged,
     EventsPage,
     EventState,
+    Held,
     UserBooking,
     UserBookingsPage,
     UserState,
@@ -33,6 +35,7 @@ DEFAULTS = {
     "offer_ttl_seconds": 3600,
     "max_tickets_per_booking": 10,
     "max_overtakes": 3,
+    "hold_ttl_seconds": 0,
 }
 
 
@@ -50,8 +53,14 @@ class BookingService:
         self.engine = engine
         self.lock = lock
         self.waiting_lists = waiting_lists
+        self.clock = Clock()  # the database's; tests move it (clock.py)
         self.changes = GroupCommit(
-            engine, lock, waiting_lists, before=rules.settle_lapsed_offers, **batching
+            engine,
+            lock,
+            waiting_lists,
+            before=rules.settle_lapsed_offers,
+            clock=self.clock,
+            **batching,
         )
 
     # Each change takes an optional Idempotency-Key; with one, it returns its Answer.
@@ -69,7 +78,7 @@ class BookingService:
 
     def book(
         self, event_id: int, user_id: int, tickets: int = 1, key: Key | None = None
-    ) -> Booked | Waitlisted:
+    ) -> Booked | Held | Waitlisted:
         rule = lambda tx: rules.book(tx, event_id, user_id, tickets)  # noqa: E731
         return self.changes.run(event_id, user_id, rule, key)
 
@@ -86,8 +95,8 @@ class BookingService:
         return self.changes.run(event_id, user_id, rule, key)
 
     def settle(self, event_id: int) -> None:
-        """Pass on the event's lapsed offers (every batch does that first: this is an
-        empty change for events nobody else is changing; the worker sends it)."""
+        """Free the event's lapsed offers and holds (every batch does that first: this is
+        an empty change for events nobody else is changing; the worker sends it)."""
         self.changes.run(event_id, None, lambda tx: None)
 
     def status(self, event_id: int) -> EventState:
@@ -106,18 +115,17 @@ class BookingService:
             rows = tickets.user_holdings(conn, user_id, after_id, limit + 1)
             rows, next_after = paged(rows, limit, lambda row: row[0])
             found = []
-            for event_id, name, count, seq, overtakes, expires_at in rows:
-                if expires_at is not None:
-                    found.append(
-                        UserBooking(event_id, name, "offered", count, None, None, expires_at)
-                    )
+            for event_id, name, count, seq, overtakes, expires_at, kind in rows:
+                held = (event_id, name)
+                if kind == "hold":
+                    found.append(UserBooking(*held, "held", count, hold_expires_at=expires_at))
+                elif expires_at is not None:
+                    found.append(UserBooking(*held, "offered", count, offer_expires_at=expires_at))
                 elif seq is not None:
                     position = lines.ahead(conn, event_id, seq) + 1
-                    found.append(
-                        UserBooking(event_id, name, "waitlisted", count, position, overtakes)
-                    )
+                    found.append(UserBooking(*held, "waitlisted", count, position, overtakes))
                 else:
-                    found.append(UserBooking(event_id, name, "booked", count))
+                    found.append(UserBooking(*held, "booked", count))
         return UserBookingsPage(user_id, found, next_after)
 
     def user_state(self, event_id: int, user_id: int) -> UserState:
@@ -126,10 +134,14 @@ class BookingService:
             event = existing(tickets.event_for_user(conn, event_id, user_id), event_id)
             if event.user_tickets is not None:
                 return UserState(event_id, user_id, "booked", event.user_tickets)
-            if event.offered_tickets:
+            if event.offered_tickets or event.held_tickets:
                 offer = offer_store.of_user(conn, event_id, user_id)
                 if offer is not None:
-                    expires_at, count = offer
+                    expires_at, count, kind = offer
+                    if kind == "hold":
+                        return UserState(
+                            event_id, user_id, "held", count, hold_expires_at=expires_at
+                        )
                     return UserState(
                         event_id, user_id, "offered", count, offer_expires_at=expires_at
                     )

@@ -36,6 +36,10 @@ TYPES = (
     "offer.claimed",
     "offer.declined",
     "offer.expired",
+    "hold.created",
+    "hold.claimed",
+    "hold.released",
+    "hold.expired",
 )
 
 _INSERT = journal.insert()

@@ -82,6 +82,10 @@ class Event(Model):
     max_overtakes: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
     waiting_tickets: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     held_back_tickets: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Checkout holds: a buyer's tickets held this long before they lapse (0: book at
+    # once), and the tickets held now. booked + offered + held + available = total.
+    hold_ttl_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    held_tickets: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
 
@@ -261,8 +265,10 @@ class WebhookDelivery(Model):
 
 
 class Offer(Model):
-    """A freed ticket held for a user who was at the head of the line, until expires_at
-    (the database's clock). Only live offers are rows; their end is in the journal."""
+    """Tickets held for a user until expires_at (the database's clock): an offer, to a
+    party the allocation served from the line, or a checkout hold, to a buyer who booked
+    while the event holds bookings for payment. Only live ones are rows; their end is in
+    the journal."""
 
     __tablename__ = "offers"
     __table_args__ = (
@@ -279,6 +285,7 @@ class Offer(Model):
     user_id: Mapped[int] = mapped_column(BigInteger)
     seq: Mapped[int] = mapped_column(BigInteger)  # their place in line when offered
     tickets: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    kind: Mapped[str] = mapped_column(String(8), default="offer", server_default="offer")
     expires_at: Mapped[datetime] = mapped_column(Timestamp)
 
 

@@ -48,6 +48,8 @@ EVENT_COLUMNS = (
     events.c.max_overtakes,
     events.c.waiting_tickets,
     events.c.held_back_tickets,
+    events.c.hold_ttl_seconds,
+    events.c.held_tickets,
 )
 
 
@@ -69,6 +71,8 @@ class EventRow(NamedTuple):
     max_overtakes: int
     waiting_tickets: int
     held_back_tickets: int
+    hold_ttl_seconds: int
+    held_tickets: int
 
 
 _SELECT_EVENT = select(*EVENT_COLUMNS).where(events.c.id == _EVENT)
@@ -134,6 +138,8 @@ _WRITTEN = {
     "max_overtakes": "max_overtakes",
     "waiting_tickets": "waiting_tickets",
     "held_back_tickets": "held_back",
+    "hold_ttl_seconds": "hold_ttl",
+    "held_tickets": "held",
 }
 
 
@@ -163,11 +169,13 @@ _EVENTS_AFTER = (
     .order_by(events.c.id)
     .limit(bindparam("limit"))
 )
-# A user's tickets, places and offers in event order, from the (user_id, event_id) indexes:
-# (event_id, name, tickets, seq of a place, overtakes of a place, expiry of an offer).
+# A user's tickets, places, offers and holds in event order, from the (user_id, event_id)
+# indexes: (event_id, name, tickets, seq and overtakes of a place, expiry and kind of an
+# offer or hold).
 _AFTER = bindparam("after_id")
 # Typed, so the union's column reads back as a datetime on every backend.
 _NO_EXPIRY = literal(None, type_=offers.c.expires_at.type).label("expires")
+_NO_KIND = literal(None, type_=offers.c.kind.type).label("kind")
 _USER_HOLDINGS = (
     union_all(
         select(
@@ -177,6 +185,7 @@ _USER_HOLDINGS = (
             null().label("seq"),
             null().label("overtakes"),
             _NO_EXPIRY,
+            _NO_KIND,
         )
         .join(events, events.c.id == bookings.c.event_id)
         .where(bookings.c.user_id == _USER, bookings.c.event_id > _AFTER),
@@ -187,11 +196,18 @@ _USER_HOLDINGS = (
             waiting.c.seq,
             waiting.c.overtakes,
             null(),
+            null(),
         )
         .join(events, events.c.id == waiting.c.event_id)
         .where(waiting.c.user_id == _USER, waiting.c.event_id > _AFTER),
         select(
-            offers.c.event_id, events.c.name, offers.c.tickets, null(), null(), offers.c.expires_at
+            offers.c.event_id,
+            events.c.name,
+            offers.c.tickets,
+            null(),
+            null(),
+            offers.c.expires_at,
+            offers.c.kind,
         )
         .join(events, events.c.id == offers.c.event_id)
         .where(offers.c.user_id == _USER, offers.c.event_id > _AFTER),
@@ -214,6 +230,7 @@ def create_event(conn: Connection, values: dict) -> int:
         "offered_tickets": 0,
         "waiting_tickets": 0,
         "held_back_tickets": 0,
+        "held_tickets": 0,
         **values,
     }
     return conn.execute(_INSERT_EVENT, row).inserted_primary_key[0]
@@ -277,8 +294,8 @@ def events_after(conn: Connection, after_id: int, limit: int) -> list[Row]:
 
 
 def user_holdings(conn: Connection, user_id: int, after_id: int, limit: int) -> list[tuple]:
-    """(event_id, event name, tickets, seq and overtakes of a place, expiry of an offer)
-    in event order, after `after_id`; a booking has none of the last three."""
+    """(event_id, event name, tickets, seq and overtakes of a place, expiry and kind of an
+    offer or hold) in event order, after `after_id`; a booking has none of the last four."""
     params = {"user_id": user_id, "after_id": after_id, "limit": limit}
     return [tuple(row) for row in conn.execute(_USER_HOLDINGS, params)]
 
