@@ -16,7 +16,19 @@ tooling are the tests' own (tests/fault_scenarios.py, tests/faults.py):
 Beside each scenario's own storm a background storm (stress/background.py: aiohttp
 in another process, bookings and cancels of many users on events of its own) runs
 through the fault; its acknowledged answers are checked against the database too.
-Over 100,000 requests in all, in about 6 minutes on a 2-core machine.
+
+Every storm books parties (issue 20): random parties of 1..6 tickets (seeded), and
+users who then give back part of their party (`tickets`: k) or all of it; the
+background's events differ in `maxOvertakes` (0, 1, 3, 10). Each user's answers are
+followed in order, tickets counted (tests/fault_scenarios.py, `Told`): a party
+answered booked with k holds k booked tickets unless a later answer gave some back,
+a party answered waitlisted with k waits with k or was served whole, a cancel's
+`tickets` and `remainingTickets` add up; after a 503 or no answer both outcomes stay
+possible until a later answer says which. After each scenario the invariants (no
+idle fit among them) and the journal replayed through the reference model of the
+rule (tests/invariants.py) must hold.
+
+About 80,000 requests in all, in 6 to 9 minutes on a shared 2-core machine.
 
 Each scenario runs with BOOKING_LOCK=table unless `--lock-mode table row` (or
 `row`) says otherwise; `--only NAME ...` runs some of them. It prints one table:

@@ -36,6 +36,7 @@ from .faults import (
     TcpProxy,
     book_call,
     busy_workers,
+    cancel_call,
     event_row_locked,
     is_unavailable,
     kill_leftovers,
@@ -49,10 +50,15 @@ from .faults import (
     wait_until_ready,
 )
 from .invariants import EventTruth, InvariantViolation, check_invariants, read_truth
+from .model import EventModel, ModelRefusal, Party
 from .servers import Gunicorn, wait_for_workers, worker_pids
-from .storm import TRANSPORT_ERROR, Result
+from .storm import TRANSPORT_ERROR, Call, Result
 
-ALREADY = ("urn:booking:problem:already-booked", "urn:booking:problem:already-waiting")
+# What the storms' requests are answered when they succeed: booked or waitlisted, cancelled.
+ACKNOWLEDGED = {201, 200}
+# What a retry may be answered besides 2xx: its first try had committed.
+RETRIED_BOOK = ("already-booked", "already-waiting")
+RETRIED_CANCEL = ((404, "nothing-to-cancel"), (409, "too-many-tickets"))
 
 # More load on the server at this URL while a scenario's storm runs (see the docstring).
 Alongside = Callable[[str], contextlib.AbstractContextManager]
@@ -151,10 +157,11 @@ def logged_errors(report: Report, gunicorn: Gunicorn) -> None:
         report.violated(f"the service logged {len(errors)} ERROR line(s), first: {errors[0][:300]}")
 
 
-def initialize(base_url: str, admin: dict, name: str, tickets: int) -> int:
+def initialize(base_url: str, admin: dict, name: str, tickets: int, **fields) -> int:
+    """A new event of `tickets`; `fields`: more of its settings (maxOvertakes, ...)."""
     response = httpx.post(
         f"{base_url}/api/events/initialize",
-        json={"eventName": name, "totalTickets": tickets},
+        json={"eventName": name, "totalTickets": tickets, **fields},
         headers=admin,
         timeout=30,
     )
@@ -177,20 +184,25 @@ def check_answers(report: Report, answers: Iterable[Answer], allowed: set, what:
         report.violated(f"{what}: 5xx without problem+json/Retry-After: {dict(bare)}")
 
 
-def retry(report: Report, base_url: str, event_id: int, users: list[int]) -> list[Answer]:
-    """Send the same booking again: after a 503 or no answer it must be safe (201 or 409)."""
-    if not users:
+def retry(report: Report, base_url: str, calls: list[Call]) -> list[Answer]:
+    """Send the same requests again: after a 503 or no answer it must be safe. A booking:
+    201, or 409 already-* (its first try had committed). A cancel: 200, or 404 (the first
+    gave back all), or 409 too-many-tickets (the first gave back part, and what is left
+    is less than asked again). Whether each answer is right is told_violations' part."""
+    if not calls:
         return []
-    storm = paced_storm(base_url, [book_call(event_id, u) for u in users], concurrency=8)
+    storm = paced_storm(base_url, calls, concurrency=8)
     report.count(storm.results)
     for answer in storm.results:
-        ok = answer.status == 201 or (
-            answer.status == 409
-            and isinstance(answer.body, dict)
-            and answer.body["type"] in ALREADY
-        )
+        said = answer_said(answer.status, answer.body)
+        if answer.call.path.endswith("/book"):
+            ok = answer.status == 201 or (answer.status == 409 and said in RETRIED_BOOK)
+        else:
+            ok = answer.status == 200 or (answer.status, said) in RETRIED_CANCEL
         if not ok:
-            report.violated(f"retry of user {answer.call.tag}: {answer.kind} {answer.body}")
+            report.violated(
+                f"retry of user {answer.call.tag} ({answer.call.path}): {answer.kind} {answer.body}"
+            )
     return storm.results
 
 
@@ -237,6 +249,45 @@ def acknowledged_violations(answers: Iterable[Answer], truth: EventTruth) -> lis
     return found
 
 
+def tables_hold(truth: EventTruth) -> str:
+    """What an event's users hold, in parties and tickets."""
+    return (
+        f"{len(truth.booked)} parties booked ({sum(truth.booked_tickets.values())} tickets),"
+        f" {len(truth.waiting)} waiting ({truth.waiting_tickets} tickets),"
+        f" {truth.available} of {truth.total} free"
+    )
+
+
+def model_of(truth: EventTruth) -> EventModel:
+    """The reference model of the rule (tests/model.py) holding what the database holds."""
+    model = EventModel(
+        total=truth.total,
+        mode=truth.waitlist_mode,
+        max_tickets_per_booking=truth.max_tickets_per_booking,
+        max_overtakes=truth.max_overtakes,
+        sales_open=truth.sales_open,
+    )
+    model.booked = dict(truth.booked_tickets)
+    model.offered = dict(truth.offer_tickets)
+    model.line = [Party(user, tickets, overtakes) for user, tickets, overtakes in truth.parties]
+    return model
+
+
+def model_differs(what: str, response: httpx.Response, status: int, change, *args) -> list[str]:
+    """The service's answer to a change is the model's (`change(*args)`, applied to it)."""
+    try:
+        expected = change(*args)
+    except ModelRefusal as refusal:
+        expected, status = {"type": f"urn:booking:problem:{refusal.problem}"}, refusal.status
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if response.status_code == status and all(body.get(k) == v for k, v in expected.items()):
+        return []
+    return [f"{what}: {response.status_code} {response.text.strip()}; model: {status} {expected}"]
+
+
 def spread(values: Iterable[float]) -> str:
     """min / median / max of some seconds."""
     ordered = sorted(values)
@@ -248,6 +299,238 @@ def spread(values: Iterable[float]) -> str:
 
 def users_for(seed: int, count: int) -> list[int]:
     return random.Random(seed).sample(range(1, 10_000_000), count)
+
+
+def party_sessions(
+    event_id: int,
+    people: list[int],
+    seed: int,
+    parties: int = 1,
+    cancels: float = 0.0,
+    partial: float = 0.5,
+) -> list[list[Call]]:
+    """Each user's requests, in order: a booking of a party of 1..`parties` tickets (seeded;
+    with `parties` 1 the request leaves `tickets` out, as before parties), then for a share
+    `cancels` of the users a cancel once the booking is answered: of part of the party
+    (`tickets` 1..k-1) for a share `partial` of the parties larger than 1, else of all."""
+    rng = random.Random(seed)
+    sessions = []
+    for user in people:
+        tickets = rng.randint(1, parties)
+        # A party of 1 sometimes leaves `tickets` out (it means 1), sometimes sends it.
+        sent = tickets if parties > 1 and (tickets > 1 or rng.random() < 0.5) else None
+        session = [book_call(event_id, user, sent)]
+        if cancels and rng.random() < cancels:
+            part = rng.randint(1, tickets - 1) if tickets > 1 and rng.random() < partial else None
+            session.append(cancel_call(event_id, user, part))
+        sessions.append(session)
+    return sessions
+
+
+def party_sent(tickets: int, parties: int) -> int | None:
+    """The `tickets` a booking of `tickets` sends: none before parties (`parties` 1)."""
+    return tickets if parties > 1 else None
+
+
+# ---------------------------------------------------------------------------
+# What the answers told each user, checked against the database
+#
+# A user's requests are followed in the order sent. What it may hold is a set of
+# states: (ABSENT, 0), (BOOKED, n), or (LISTED, n): told "waitlisted" with a party of
+# n, so waiting with n, or served whole since by the allocation (booked; offered in
+# offer mode). An acknowledged answer (2xx, or a 404/409 refusal: nothing changed)
+# keeps the states it could follow and moves them on; none left means it contradicts
+# the answers before it. A 503 or no answer leaves both: as before, or as if applied
+# (a commit whose acknowledgement was lost answers 503 too), until an answer says.
+
+ABSENT, BOOKED, LISTED = "absent", "booked", "listed"
+NOTHING = (ABSENT, 0)
+BOOK, CANCEL = "book", "cancel"
+State = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One request of a user's and what its answer said."""
+
+    op: str  # BOOK or CANCEL
+    asked: int | None  # the request's tickets; None: left out (a booking of 1, a cancel of all)
+    status: int | None  # None: no answer
+    said: str | None = None  # the answer's "status", or a problem's type slug
+    tickets: int | None = None  # the answer's tickets
+    remaining: int | None = None  # a cancel answer's remainingTickets
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.status is not None and (200 <= self.status < 300 or self.status in (404, 409))
+
+    def describe(self) -> str:
+        asked = "" if self.asked is None else f" {self.asked}"
+        said = f"{self.status} {self.said}"
+        if self.tickets is not None:
+            said += f" tickets={self.tickets}"
+        if self.remaining is not None:
+            said += f" remaining={self.remaining}"
+        return f"{self.op}{asked} answered {said}"
+
+
+def answer_said(status: int | None, body) -> str | None:
+    """The answer's "status" (booked, cancelled, ...), or a problem's type slug."""
+    if not isinstance(body, dict):
+        return None
+    if status is not None and 200 <= status < 300:
+        return body.get("status")
+    return str(body.get("type", "")).rsplit(":", 1)[-1]
+
+
+def step_of(answer: Result) -> Step:
+    call, body = answer.call, answer.body if isinstance(answer.body, dict) else {}
+    return Step(
+        BOOK if call.path.endswith("/book") else CANCEL,
+        call.json.get("tickets"),
+        answer.status,
+        answer_said(answer.status, body),
+        body.get("tickets"),
+        body.get("remainingTickets"),
+    )
+
+
+def _after(state: State, step: Step) -> State | None:
+    """The state after `step`'s acknowledged answer, or None if it cannot follow `state`."""
+    kind, held = state
+    said, asked = step.said, step.asked
+    if step.op == BOOK:
+        party = 1 if asked is None else asked
+        if said in ("booked", "waitlisted"):
+            if kind != ABSENT or step.tickets != party:
+                return None
+            return (BOOKED if said == "booked" else LISTED, party)
+        if said == "already-booked":  # a LISTED party was served since
+            return (BOOKED, held) if kind in (BOOKED, LISTED) else None
+        if said == "already-waiting":
+            return state if kind == LISTED else None
+        return None
+    if said == "nothing-to-cancel":
+        return state if kind == ABSENT else None
+    if kind == ABSENT:
+        return None
+    given = held if asked is None else asked
+    if said == "too-many-tickets":  # more than the user has: nothing changed
+        return state if given > held else None
+    if given > held or step.tickets != given or step.remaining != held - given:
+        return None
+    rest = held - given
+    if said == "cancelled":  # a booking: BOOKED, or a LISTED party served since
+        return (BOOKED, rest) if rest else NOTHING
+    if said == "left_waiting_list" and kind == LISTED:  # still waiting (may be served now)
+        return (LISTED, rest) if rest else NOTHING
+    return None
+
+
+def _applied(state: State, step: Step) -> set[State]:
+    """The states `step` may have left `state` in, its answer lost."""
+    kind, held = state
+    if step.op == BOOK:
+        party = 1 if step.asked is None else step.asked
+        return {(BOOKED, party), (LISTED, party)} if kind == ABSENT else {state}
+    given = held if step.asked is None else step.asked
+    if kind == ABSENT or given > held:
+        return {state}
+    return {(kind, held - given) if held > given else NOTHING}
+
+
+@dataclass
+class Told:
+    """What a user's answers so far tell it holds. `states`: each state it may be in, and
+    whether it is there only if a request whose answer was lost committed."""
+
+    states: dict[State, bool] = field(default_factory=lambda: {NOTHING: False})
+    problems: list[str] = field(default_factory=list)
+    applied_anyway: int = 0  # acknowledged answers that show an unanswered try had committed
+    lost: bool = False  # an answer contradicted the ones before: no longer followed
+
+    @classmethod
+    def of(cls, steps: Iterable[Step]) -> "Told":
+        told = cls()
+        for step in steps:
+            told.add(step)
+        return told
+
+    def add(self, step: Step) -> None:
+        if self.lost:
+            return
+        if not step.acknowledged:
+            for state in list(self.states):
+                for after in _applied(state, step):
+                    self.states.setdefault(after, True)
+            return
+        moved = {s: (after, unanswered) for s, unanswered in self.states.items()
+                 if (after := _after(s, step)) is not None}  # fmt: skip
+        if not moved:
+            self.problems.append(f"{step.describe()}, but the user was told {self.describe()}")
+            self.lost = True
+            return
+        if all(unanswered for _, unanswered in moved.values()):
+            self.applied_anyway += 1
+        self.states = dict.fromkeys((after for after, _ in moved.values()), False)
+
+    def describe(self) -> str:
+        return " or ".join(f"{kind} {held}" for kind, held in sorted(self.states)) or "-"
+
+    @property
+    def known(self) -> bool:
+        return not self.lost and len(self.states) == 1
+
+
+class Holdings:
+    """What each user holds for one event, as the database says."""
+
+    def __init__(self, truth: EventTruth):
+        self.truth = truth
+        self.waiting = {user: tickets for user, tickets, _ in truth.parties}
+
+    def of(self, user: int) -> State:
+        if user in self.truth.booked_tickets:
+            return (BOOKED, self.truth.booked_tickets[user])
+        if user in self.truth.offer_tickets:
+            return ("offered", self.truth.offer_tickets[user])
+        if user in self.waiting:
+            return ("waiting", self.waiting[user])
+        return NOTHING
+
+    def agree(self, told: Told, user: int) -> bool:
+        """The database holds one of the states the user's answers allow."""
+        holds = self.of(user)
+        served = {"waiting", BOOKED} | (
+            {"offered"} if self.truth.waitlist_mode == "offer" else set()
+        )
+        return any(
+            holds == state or (state[0] == LISTED and holds[0] in served and holds[1] == state[1])
+            for state in told.states
+        )
+
+
+def told_violations(answers: Iterable[Result], truth: EventTruth) -> list[str]:
+    """Every user's answers (in the order sent, retries after) agree with one another and
+    with what the database holds: a party booked (201 booked, k) holds k booked tickets
+    unless a later answer gave some back; a party waitlisted with k waits with k or was
+    served whole; a cancel answer's tickets and remainingTickets add up."""
+    steps: dict[int, list[Step]] = {}
+    for answer in answers:
+        steps.setdefault(answer.call.json["userId"], []).append(step_of(answer))
+    return user_violations(steps, truth)
+
+
+def user_violations(steps: dict[int, list[Step]], truth: EventTruth) -> list[str]:
+    holdings = Holdings(truth)
+    found = []
+    for user, user_steps in steps.items():
+        told = Told.of(user_steps)
+        found += [f"user {user}: {problem}" for problem in told.problems]
+        if not told.lost and not holdings.agree(told, user):
+            held, tickets = holdings.of(user)
+            found.append(f"user {user} was told {told.describe()}, holds {held} {tickets}")
+    return found
 
 
 # ---------------------------------------------------------------------------
@@ -273,11 +556,16 @@ def db_outage(
     recovery_bound: float = 10.0,
     client_timeout: float = 30.0,
     seed: int = 51,
+    parties: int = 1,
+    cancels: float = 0.0,
+    partial: float = 0.5,
     log_level: str = "ERROR",
     alongside: Alongside | None = None,
 ) -> Report:
     """`users` book `tickets` through a proxy that is cut (`mode`) after `cut_at` of
-    the answers, for `hold` s, then restored; then every 503 is retried."""
+    the answers, for `hold` s, then restored; then every 503 is retried. Parties of
+    1..`parties` tickets; a share `cancels` of the users cancel (part, for a share
+    `partial`) once booked or waitlisted (party_sessions)."""
     report = Report(f"db outage ({mode}, {hold:g} s), {lock_mode} lock")
     admin = basic_auth("admin", admin_password)
     people = users_for(seed, users)
@@ -295,6 +583,7 @@ def db_outage(
         try:
             wait_for_workers(gunicorn.process.pid, workers, gone=set())
             event_id = initialize(gunicorn.url, admin, f"Outage {mode}", tickets)
+            sessions = party_sessions(event_id, people, seed, parties, cancels, partial)
             times: dict[str, float] = {}
 
             def fault() -> None:
@@ -319,7 +608,7 @@ def db_outage(
             ):
                 storm = paced_storm(
                     gunicorn.url,
-                    [book_call(event_id, u) for u in people],
+                    sessions,
                     concurrency=concurrency,
                     rate=rate,
                     timeout=client_timeout,
@@ -336,7 +625,7 @@ def db_outage(
             cut, restore = times["cut_done"], times["restored"]
 
             # While cut: 503 problem+json with Retry-After, never a 500 or no answer.
-            check_answers(report, answers, {201, 503}, "storm")
+            check_answers(report, answers, {*ACKNOWLEDGED, 503}, "storm")
             unavailable = storm.with_status(503)
             if not unavailable:
                 report.violated("the cut produced no 503: it did not hit the storm")
@@ -356,7 +645,7 @@ def db_outage(
             else:
                 report.recovery = ready.answered - restore
             later = [a for a in answers if a.sent >= restore + settle]
-            if later and any(a.status != 201 for a in later):
+            if later and any(a.status not in ACKNOWLEDGED for a in later):
                 report.violated(
                     f"requests sent {settle} s after the restore still failed:"
                     f" {Counter(a.kind for a in later)}"
@@ -368,18 +657,22 @@ def db_outage(
             )
 
             # Retry every 503 and every unanswered request: safe, never a second booking.
-            again = [a.call.tag for a in answers if a.status == 503 or a.status is None]
-            retried = retry(report, gunicorn.url, event_id, again)
-            committed_anyway = sum(1 for a in retried if a.status == 409)
+            again = [a.call for a in answers if a.status == 503 or a.status is None]
+            retried = retry(report, gunicorn.url, again)
+            committed_anyway = sum(1 for a in retried if a.status in (404, 409))
 
             truth = report.check_invariants(database_url, gunicorn.url, admin)[event_id]
-            report.violations += acknowledged_violations([*answers, *retried], truth)
-            if len(truth.booked) != min(tickets, users):
-                report.violated(f"{len(truth.booked)} booked, expected {min(tickets, users)}")
-            if len(truth.booked) + len(truth.waiting) != users:
-                report.violated(
-                    f"{len(truth.booked)} booked + {len(truth.waiting)} waiting != {users} users"
-                )
+            report.violations += told_violations([*answers, *retried], truth)
+            if not cancels:  # the line only grew: each place is where it was given
+                report.violations += acknowledged_violations([*answers, *retried], truth)
+            if parties == 1 and not cancels:
+                if len(truth.booked) != min(tickets, users):
+                    report.violated(f"{len(truth.booked)} booked, expected {min(tickets, users)}")
+                if len(truth.booked) + len(truth.waiting) != users:
+                    report.violated(
+                        f"{len(truth.booked)} booked + {len(truth.waiting)} waiting != {users}"
+                        " users"
+                    )
             if held := lingering_locks(database_url):
                 report.violated(f"locks left behind: {held}")
             logged_errors(report, gunicorn)
@@ -405,7 +698,7 @@ def db_outage(
                     f"{len(again)} retried: {dict(Counter(a.kind for a in retried))},"
                     f" of which already applied (503 but committed): {committed_anyway}"
                 ),
-                database=f"{len(truth.booked)} booked, {len(truth.waiting)} waiting",
+                database=tables_hold(truth),
             )
         finally:
             gunicorn.stop()
@@ -430,12 +723,17 @@ def lock_wait(
     lock_timeout: int = 2,
     bound: float = 15.0,
     seed: int = 52,
+    parties: int = 1,
+    cancels: float = 0.0,
+    partial: float = 0.5,
     log_level: str = "ERROR",
     alongside: Alongside | None = None,
 ) -> list[Report]:
     """While another session holds the lock for `hold` s, `requests` bookings arrive,
     `concurrency` at a time (default: all at once): each answers a proper 503 within
-    `bound` s and stores nothing; once released, the same requests succeed."""
+    `bound` s and stores nothing; once released, the same requests succeed. Parties of
+    1..`parties` tickets; once released, a share `cancels` of them cancel (part, for a
+    share `partial`) after their booking succeeds (party_sessions)."""
     admin = basic_auth("admin", admin_password)
     reports = []
     gunicorn = start_server(
@@ -455,7 +753,7 @@ def lock_wait(
             label = "LOCK TABLES ... WRITE" if kind == "tables" else "SELECT ... FOR UPDATE"
             report = Report(f"lock held ({label}, {hold:g} s), {lock_mode} lock")
             people = users_for(seed + number, requests)
-            calls = [book_call(event_id, u) for u in people]
+            calls = party_sessions(event_id, people, seed + number, parties, cancels, partial)
             if kind == "tables":
                 holder = tables_locked(database_url)
             else:
@@ -489,11 +787,13 @@ def lock_wait(
                 report.violated(f"refused with 503 but stored: {sorted(stored)}")
             after = paced_storm(gunicorn.url, calls, concurrency=requests)
             report.count(after.results)
-            check_answers(report, after.results, {201}, "after release")
+            check_answers(report, after.results, ACKNOWLEDGED, "after release")
             report.recovery_of = "release -> last retry 201"
             report.recovery = max(a.answered for a in after.results) - released
             truth = report.check_invariants(database_url, gunicorn.url, admin)[event_id]
-            report.violations += acknowledged_violations(after.results, truth)
+            report.violations += told_violations([*storm.results, *after.results], truth)
+            if not cancels:
+                report.violations += acknowledged_violations(after.results, truth)
             if held := lingering_locks(database_url):
                 report.violated(f"locks left behind: {held}")
             latencies = sorted(a.latency for a in storm.results)
@@ -533,13 +833,19 @@ def killed_master(
     workers: int = 4,
     grace: float = 2.0,
     seed: int = 53,
+    parties: int = 1,
+    cancels: float = 0.0,
+    partial: float = 0.5,
     log_level: str = "ERROR",
     alongside: Alongside | None = None,
 ) -> Report:
     """`users` book `tickets`; after `kill_workers_at` of the answers a worker serving
     a request is SIGKILLed, after `kill_master_at` the master. Its workers must be
     gone (on their own within `grace` s, else killed by pid) before a new gunicorn
-    starts on the same database, retries what went unanswered and books on."""
+    starts on the same database, retries what went unanswered and books on: a
+    newcomer and a cancel answered as the reference model (tests/model.py) says.
+    Parties of 1..`parties` tickets; a share `cancels` of the users cancel (part, for a
+    share `partial`) once booked or waitlisted (party_sessions)."""
     report = Report(f"killed worker + master, {lock_mode} lock")
     admin = basic_auth("admin", admin_password)
     people = users_for(seed, users)
@@ -598,7 +904,7 @@ def killed_master(
         with beside(alongside, gunicorn.url):
             storm = paced_storm(
                 gunicorn.url,
-                [book_call(event_id, u) for u in people],
+                party_sessions(event_id, people, seed, parties, cancels, partial),
                 concurrency=concurrency,
                 rate=rate,
                 on_answer=on_answer,
@@ -617,7 +923,7 @@ def killed_master(
         report.violated(
             f"the storm ended before the kills: workers {killed}, master {master_killed}"
         )
-    check_answers(report, answers, {201, 503, TRANSPORT_ERROR}, "storm")
+    check_answers(report, answers, {*ACKNOWLEDGED, 503, TRANSPORT_ERROR}, "storm")
     if remaining := processes_listening_on(gunicorn.port):
         report.violated(f"processes of the killed server still running: {sorted(remaining)}")
     if stragglers:
@@ -639,37 +945,48 @@ def killed_master(
         wait_until_ready(replacement.url)
         report.recovery_of = "new server started -> /readyz 200"
         report.recovery = time.monotonic() - restart
-        unanswered = [a.call.tag for a in answers if a.status is None or a.status == 503]
-        retried = retry(report, replacement.url, event_id, unanswered)
+        unanswered = [a.call for a in answers if a.status is None or a.status == 503]
+        retried = retry(report, replacement.url, unanswered)
         truth = report.check_invariants(database_url, replacement.url, admin)[event_id]
-        report.violations += acknowledged_violations([*answers, *retried], truth)
-        stored = set(truth.booked) | set(truth.waiting)
-        if stored != set(people):
-            report.violated(f"{len(set(people) - stored)} users missing after retries")
-        kept = sum(1 for a in retried if a.status == 409)  # applied, answer lost
+        report.violations += told_violations([*answers, *retried], truth)
+        if not cancels:  # the line only grew, and nobody left
+            report.violations += acknowledged_violations([*answers, *retried], truth)
+            stored = set(truth.booked) | set(truth.waiting)
+            if stored != set(people):
+                report.violated(f"{len(set(people) - stored)} users missing after retries")
+        kept = sum(1 for a in retried if a.status in (404, 409))  # applied, answer lost
         lost_answers = sum(1 for a in answers if a.status is None)
         report.data.update(unanswered=lost_answers, committed_unanswered=kept)
 
-        # It books normally: a newcomer joins at the back, a cancel promotes the head.
+        # It books normally: a newcomer joins the line (or is booked, if it fits and
+        # nobody blocks), a cancel serves whom the allocation says; as the model says.
+        model = model_of(truth)
         newcomer = max(people) + 1
+        party = random.Random(seed).randint(1, parties)
+        leaving = truth.booked[0] if truth.booked else None
         with httpx.Client(base_url=replacement.url, timeout=30) as http:
-            joined = http.post("/api/events/book", json={"userId": newcomer, "eventId": event_id})
-            cancelled = http.post(
-                "/api/events/cancel", json={"userId": truth.booked[0], "eventId": event_id}
-            )
-        report.requests += 2
-        report.acknowledged += (joined.status_code == 201) + (cancelled.status_code == 200)
-        expected_place = len(truth.waiting) + 1
-        if joined.status_code != 201 or joined.json().get("position") != expected_place:
-            report.violated(
-                f"newcomer: {joined.status_code} {joined.text} (place {expected_place})"
-            )
-        head = truth.waiting[0] if truth.waiting else None
-        if cancelled.status_code != 200 or cancelled.json().get("promotedUserId") != head:
-            report.violated(f"cancel: {cancelled.status_code} {cancelled.text} (head {head})")
+            booking = book_call(event_id, newcomer, party_sent(party, parties))
+            joined = http.post(booking.path, json=booking.json)
+            report.violations += model_differs("newcomer", joined, 201, model.book, newcomer, party)
+            report.requests += 1
+            report.acknowledged += joined.status_code == 201
+            if leaving is not None:
+                cancelled = http.post(
+                    "/api/events/cancel", json={"userId": leaving, "eventId": event_id}
+                )
+                report.violations += model_differs("cancel", cancelled, 200, model.cancel, leaving)
+                report.requests += 1
+                report.acknowledged += cancelled.status_code == 200
+            else:
+                cancelled = None
         after = report.check_invariants(database_url, replacement.url, admin)[event_id]
-        if after.waiting != [*truth.waiting[1:], newcomer]:
-            report.violated("the line after newcomer + promotion is not the old line moved on")
+        if after.parties != [(p.user, p.tickets, p.overtakes) for p in model.line]:
+            report.violated(
+                f"the line after newcomer + cancel: {after.parties[:10]}...,"
+                f" the model's {[(p.user, p.tickets, p.overtakes) for p in model.line][:10]}..."
+            )
+        if after.booked_tickets != model.booked:
+            report.violated("the bookings after newcomer + cancel are not the model's")
         logged_errors(report, gunicorn)
         logged_errors(report, replacement)
         report.figures.update(
@@ -684,9 +1001,12 @@ def killed_master(
                 f" retried on the new server: {dict(Counter(a.kind for a in retried))}"
             ),
             database=(
-                f"{len(truth.booked)} booked, {len(truth.waiting)} waiting before the newcomer;"
-                f" newcomer at {joined.json().get('position')}, cancel promoted"
-                f" {cancelled.json().get('promotedUserId')} (head was {head})"
+                f"{tables_hold(truth)} before the newcomer; newcomer of {party}:"
+                f" {joined.status_code} {answer_said(joined.status_code, joined.json())}"
+                f" {joined.json().get('position', '')}; cancel of user {leaving}'s"
+                f" {truth.booked_tickets.get(leaving)} promoted"
+                f" {cancelled.json().get('promotedUserIds') if cancelled is not None else '-'}"
+                f" (head was {truth.parties[0] if truth.parties else None})"
             ),
         )
     finally:
@@ -710,14 +1030,21 @@ def clients_gone(
     workers: int = 4,
     lock_timeout: int = 2,
     seed: int = 54,
+    parties: int = 1,
+    cancels: float = 0.0,
+    partial: float = 0.5,
     log_level: str = "ERROR",
     alongside: Alongside | None = None,
 ) -> Report:
     """`per_kind` clients of each RAW_KINDS kind go away mid-request, all at once;
-    afterwards no lock or transaction is left and a normal client books promptly."""
+    afterwards no lock or transaction is left and a normal client books promptly.
+    Parties of 1..`parties` tickets; a share `cancels` of the `normal` clients cancel
+    (part, for a share `partial`) once booked or waitlisted (party_sessions)."""
     report = Report(f"clients gone mid-request, {lock_mode} lock")
     admin = basic_auth("admin", admin_password)
     people = users_for(seed, per_kind * len(RAW_KINDS) + normal + 2)
+    rng = random.Random(seed)
+    party = {user: rng.randint(1, parties) for user in people}
     gunicorn = start_server(
         database_url,
         admin_password,
@@ -731,7 +1058,9 @@ def clients_gone(
     try:
         master = gunicorn.process.pid
         before = wait_for_workers(master, workers, gone=set())
-        event_id = initialize(gunicorn.url, admin, "Clients gone", normal + per_kind * 2)
+        # About as many parties as applied (the abandoned and reset ones may be) get in.
+        capacity = (normal + per_kind * 2) * (parties + 1) // 2
+        event_id = initialize(gunicorn.url, admin, "Clients gone", capacity)
         jobs = [
             (kind, people[number * per_kind + i])
             for number, kind in enumerate(RAW_KINDS)
@@ -748,7 +1077,7 @@ def clients_gone(
                         lambda job: raw_post(
                             gunicorn.port,
                             "/api/events/book",
-                            {"userId": job[1], "eventId": event_id},
+                            book_call(event_id, job[1], party_sent(party[job[1]], parties)).json,
                             job[0],
                             stall=stall,
                         ),
@@ -759,18 +1088,22 @@ def clients_gone(
                 report.violated(f"{len(failed)} raw clients could not even connect: {failed[0]}")
             # Right away, one normal booking: nothing may hold the lock any more.
             gone = time.monotonic()
-            first = paced_storm(gunicorn.url, [book_call(event_id, people[-2])], concurrency=1)
+            first = paced_storm(
+                gunicorn.url,
+                [book_call(event_id, people[-2], party_sent(party[people[-2]], parties))],
+                concurrency=1,
+            )
         report.count(first.results)
         check_answers(report, first.results, {201}, "first normal booking afterwards")
         report.recovery_of = "last client gone -> a normal booking answered"
         report.recovery = first.results[0].answered - gone
         if held := lingering_locks(database_url):
             report.violated(f"locks or transactions left behind: {held}")
-        calls = [book_call(event_id, u) for u in people[-normal - 2 : -2]]
+        calls = party_sessions(event_id, people[-normal - 2 : -2], seed, parties, cancels, partial)
         with beside(alongside, gunicorn.url):
             after = paced_storm(gunicorn.url, calls, concurrency=8)
         report.count(after.results)
-        check_answers(report, after.results, {201}, "normal clients afterwards")
+        check_answers(report, after.results, ACKNOWLEDGED, "normal clients afterwards")
         slowest = max(a.latency for a in after.results)
         if slowest >= lock_timeout:
             report.violated(f"a normal booking took {slowest:.2f} s: something held the lock")
@@ -779,10 +1112,14 @@ def clients_gone(
             report.violated(f"workers changed: {sorted(before)} -> {sorted(workers_now)}")
         # A body shorter than its Content-Length, answered: what does the server do?
         short = raw_post_half_close(
-            gunicorn.port, "/api/events/book", {"userId": people[-1], "eventId": event_id}
+            gunicorn.port,
+            "/api/events/book",
+            book_call(event_id, people[-1], party_sent(party[people[-1]], parties)).json,
         )
         truth = report.check_invariants(database_url, gunicorn.url, admin)[event_id]
-        report.violations += acknowledged_violations([*first.results, *after.results], truth)
+        report.violations += told_violations([*first.results, *after.results], truth)
+        if not cancels:
+            report.violations += acknowledged_violations([*first.results, *after.results], truth)
         if held := lingering_locks(database_url):
             report.violated(f"locks or transactions left behind at the end: {held}")
         logged_errors(report, gunicorn)

@@ -6,7 +6,8 @@
   tables, or one event row, the way a stuck job or a long report would.
 - `raw_post`: a client that goes away mid-request (short body, no read, reset).
 - `paced_storm`: like tests.storm.run_storm, but spreads the requests over time
-  (so a fault can hit the middle of it) and keeps each answer's headers and times.
+  (so a fault can hit the middle of it) and keeps each answer's headers and times;
+  a client's requests in order (book, then cancel some or all) are one session.
 - `ReadyzProbe`: polls /readyz from a few threads, to see when the service knows
   it is cut off and when it is back.
 - process and database inspection: a gunicorn's workers, leftover processes,
@@ -24,7 +25,7 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -345,7 +346,7 @@ class Answer(Result):
 
 async def _paced(
     base_url: str,
-    calls: list[Call],
+    sessions: list[Sequence[Call]],
     concurrency: int,
     rate: float | None,
     timeout: float,
@@ -359,12 +360,8 @@ async def _paced(
     ) as client:
         start = time.monotonic()
 
-        async def send(index: int, call: Call) -> Answer:
+        async def send(call: Call) -> Answer:
             nonlocal in_flight, peak, done
-            if rate:
-                delay = start + index / rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
             async with gate:
                 in_flight += 1
                 peak = max(peak, in_flight)
@@ -390,13 +387,27 @@ async def _paced(
                 on_answer(answer, done)
             return answer
 
-        answers = await asyncio.gather(*(send(i, call) for i, call in enumerate(calls)))
-    return list(answers), peak
+        async def session(index: int, calls: Sequence[Call]) -> list[Answer]:
+            if rate:
+                delay = start + index / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            answers = []
+            for call in calls:
+                answers.append(await send(call))
+                if not (answers[-1].status is not None and 200 <= answers[-1].status < 300):
+                    break  # the client does not know what it holds: it stops here
+            return answers
+
+        done_sessions = await asyncio.gather(
+            *(session(i, calls) for i, calls in enumerate(sessions))
+        )
+    return [answer for answers in done_sessions for answer in answers], peak
 
 
 def paced_storm(
     base_url: str,
-    calls: list[Call],
+    calls: Sequence[Call | Sequence[Call]],
     concurrency: int = 32,
     rate: float | None = None,
     timeout: float = 30.0,
@@ -405,10 +416,16 @@ def paced_storm(
     """Send `calls`, call i no sooner than i/`rate` s after the start, at most
     `concurrency` in flight; `rate` None sends as fast as run_storm would.
 
-    Returns a tests.storm.Storm whose results are `Answer`s (with headers and times).
+    An item that is a sequence of calls is one client's session: its first call is
+    paced as above, each next one goes out once the one before was answered 2xx (after
+    anything else the client stops: it no longer knows what it holds).
+
+    Returns a tests.storm.Storm whose results are `Answer`s (with headers and times),
+    session by session, each session's in the order sent.
     """
+    sessions = [[item] if isinstance(item, Call) else list(item) for item in calls]
     started = time.perf_counter()
-    answers, peak = asyncio.run(_paced(base_url, calls, concurrency, rate, timeout, on_answer))
+    answers, peak = asyncio.run(_paced(base_url, sessions, concurrency, rate, timeout, on_answer))
     return Storm(answers, time.perf_counter() - started, peak, concurrency)
 
 
@@ -428,8 +445,21 @@ def is_unavailable(answer: Answer) -> bool:
     return proper_503(answer.status, answer.headers, answer.body)
 
 
-def book_call(event_id: int, user_id: int) -> Call:
-    return Call("POST", "/api/events/book", {"userId": user_id, "eventId": event_id}, tag=user_id)
+def book_call(event_id: int, user_id: int, tickets: int | None = None) -> Call:
+    """A booking of `tickets` (None: the field left out, which means 1)."""
+    return _party_call("book", event_id, user_id, tickets)
+
+
+def cancel_call(event_id: int, user_id: int, tickets: int | None = None) -> Call:
+    """A cancel giving back `tickets` (None: the field left out, which means all)."""
+    return _party_call("cancel", event_id, user_id, tickets)
+
+
+def _party_call(op: str, event_id: int, user_id: int, tickets: int | None) -> Call:
+    payload = {"userId": user_id, "eventId": event_id}
+    if tickets is not None:
+        payload["tickets"] = tickets
+    return Call("POST", f"/api/events/{op}", payload, tag=user_id)
 
 
 # ---------------------------------------------------------------------------
