@@ -8,6 +8,8 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import limit_storage  # noqa: F401  (memory:// without a thread per hit)
+
 log = logging.getLogger("booking.ratelimit")
 OFF = ("off", "0", "false", "none", "")
 

@@ -25,6 +25,7 @@ from .webhooks import wanted_types
 log = logging.getLogger("booking.worker")
 
 PAGE = 50  # journal rows read per query
+RECORD_EVERY = 0.5  # seconds: delivered attempts are recorded at least this often
 
 
 @dataclass
@@ -62,20 +63,40 @@ class Turn:
         return cls(engine, owner, policy, row)
 
     def run(self, horizon: int, sending: sender.Sender, stopping) -> int:
-        """Send the wanted entries up to now, in order, until one fails; the attempts made."""
+        """Send the wanted entries up to now, in order, until one fails; the attempts made.
+
+        Delivered attempts are recorded a page at a time (or every RECORD_EVERY seconds
+        for a slow receiver), in one transaction with the cursor past them: one per
+        entry was 0.75 ms of the worker's 1.27 ms of CPU per entry. A worker killed
+        before that sends them again, with the same webhook-id: delivery was at least
+        once already."""
         attempts = 0
         while not stopping.is_set():
             with self.engine.connect() as conn:
                 rows = webhook_store.wanted_entries(
                     conn, self.delivered_up_to, self.event_id, self.types, PAGE
                 )
-            for row in rows:
-                if stopping.is_set() or not self._renew():
-                    return attempts
-                outcome = sending.send(self.url, self.secret, row.entry_id, sender.body(row))
-                attempts += 1
-                if not self._record(row.entry_id, outcome) or not outcome.delivered:
+            delivered: list[tuple[int, sender.Outcome]] = []
+            recorded_at = time.monotonic()
+            try:
+                for row in rows:
+                    if stopping.is_set() or not self._renew():
+                        return attempts
+                    outcome = sending.send(self.url, self.secret, row.entry_id, sender.body(row))
+                    attempts += 1
+                    if outcome.delivered:
+                        delivered.append((row.entry_id, outcome))
+                        if time.monotonic() - recorded_at >= RECORD_EVERY:  # a slow receiver
+                            if not self._record_delivered(delivered):
+                                return attempts
+                            delivered, recorded_at = [], time.monotonic()
+                        continue
+                    if self._record_delivered(delivered):
+                        self._record_failure(row.entry_id, outcome)
                     return attempts  # failed (retried later), disabled, or the lease was lost
+            finally:
+                if delivered and self.delivered_up_to < delivered[-1][0]:
+                    self._record_delivered(delivered)
             if len(rows) < PAGE:
                 # Nothing else up to the horizon is wanted: move the cursor past it, so
                 # an idle filtered webhook does not hold back the journal's purge.
@@ -95,22 +116,44 @@ class Turn:
         with self.engine.begin() as conn:
             return webhook_store.update_held(conn, self.id, self.owner, **values)
 
-    def _record(self, entry_id: int, outcome: sender.Outcome) -> bool:
-        """Store the attempt and the webhook's new state; False if it is no longer this
-        worker's to deliver (disabled, deleted, or the lease was lost)."""
+    def _record_delivered(self, delivered: list[tuple[int, sender.Outcome]]) -> bool:
+        """Store a run of delivered attempts and move the cursor past them, in one
+        transaction; False if the webhook is no longer this worker's to deliver."""
+        if not delivered or self.delivered_up_to >= delivered[-1][0]:
+            return True
+        last = delivered[-1][0]
+        attempts = [
+            {
+                "webhook_id": self.id,
+                "entry_id": entry_id,
+                # Only the first can follow failed attempts of the same entry.
+                "attempt": self.failed_attempts + 1 if n == 0 else 1,
+                "status_code": outcome.status_code,
+                "error": None,
+                "duration_ms": outcome.duration_ms,
+                "response_body": outcome.body,
+            }
+            for n, (entry_id, outcome) in enumerate(delivered)
+        ]
+        state = dict(
+            delivered_up_to=last, failed_attempts=0, failing_since=None, next_attempt_at=None
+        )
+        with self.engine.begin() as conn:
+            # The attempts' `at` is the column's default: when they were recorded.
+            if not webhook_store.update_held(conn, self.id, self.owner, **state):
+                return False
+            webhook_store.record_attempts(conn, attempts)
+        self.delivered_up_to, self.failed_attempts, self.failing_since = last, 0, None
+        return True
+
+    def _record_failure(self, entry_id: int, outcome: sender.Outcome) -> bool:
+        """Store a failed attempt and the webhook's new state (a retry time, or disabled);
+        False if it is no longer this worker's to deliver."""
         attempt = self.failed_attempts + 1
         with self.engine.begin() as conn:
-            # A success needs no clock (the attempt's `at` is the column's default).
-            now = None if outcome.delivered else journal.database_now(conn)
+            now = journal.database_now(conn)
             since = self.failing_since or now
-            if outcome.delivered:
-                state = dict(
-                    delivered_up_to=entry_id,
-                    failed_attempts=0,
-                    failing_since=None,
-                    next_attempt_at=None,
-                )
-            elif outcome.gone:
+            if outcome.gone:
                 state = _disabled(attempt, since, "the receiver answered 410 Gone")
             elif (now - since).total_seconds() >= self.policy.max_age:
                 state = _disabled(attempt, since, "failing for longer than WEBHOOK_MAX_AGE")
@@ -126,15 +169,12 @@ class Turn:
                 webhook_id=self.id,
                 entry_id=entry_id,
                 attempt=attempt,
-                **({} if now is None else {"at": now}),
+                at=now,
                 status_code=outcome.status_code,
                 error=outcome.error,
                 duration_ms=outcome.duration_ms,
                 response_body=outcome.body,
             )
-        if outcome.delivered:
-            self.delivered_up_to, self.failed_attempts, self.failing_since = entry_id, 0, None
-            return True
         self.failed_attempts, self.failing_since = attempt, since
         log.info(
             "webhook attempt failed",

@@ -126,6 +126,11 @@ def record_attempt(conn: Connection, **values) -> None:
     conn.execute(_INSERT_DELIVERY, values)
 
 
+def record_attempts(conn: Connection, attempts: list[dict]) -> None:
+    """Several attempts (the same keys each) in one multi-row INSERT."""
+    conn.execute(_INSERT_DELIVERY, attempts)
+
+
 def wanted_entries(
     conn: Connection, after: int, event_id: int | None, types: list[str] | None, limit: int
 ) -> list[Row]:
