@@ -1,10 +1,14 @@
-"""`python -m bench [--quick]`: set up, run every scenario, report, clean up.
+"""`python -m bench [--quick] [--only NAME,...]`: set up, run every scenario (or only
+those named), report, clean up.
 
 Progress goes to stderr, the table and ratios to stdout, the files to
-bench/results/. Exits 1 if any scenario broke an invariant or had errors.
+bench/results/ (a run with --only writes them to a temporary directory unless
+--output says where, so that it never replaces the full run's). Exits 1 if any
+scenario broke an invariant or had errors.
 """
 
 import argparse
+import itertools
 import os
 import platform
 import secrets
@@ -26,10 +30,12 @@ from . import (
     direct,
     holds,
     offers,
+    opening,
     parties,
     report,
     scenarios,
     webhooks,
+    wrk,
 )
 from .cpu import CpuMeter
 from .growth import growth as run_growth
@@ -38,6 +44,30 @@ from .ratios import ratios
 from .server import DEFAULT_URL, ROOT, Database, Gunicorn, gunicorn_settings
 from .settings import FULL, QUICK
 from .site import RESULTS, say, start_site
+
+
+def mkdtemp(kind: str) -> str:
+    return tempfile.mkdtemp(prefix=f"booking-bench-{kind}-")
+
+
+# The scenarios --only can name, in the order a full run runs them. "status" reads the
+# hot event's, so it brings "hot" along. "wrk": healthz and the hot event again, measured
+# by wrk on a site of its own (wrk.py).
+SCENARIOS = (
+    "healthz", "hot", "wrk", "parties", "holds", "many", "storm", "offers", "status", "webhooks",
+    "row", "dashboard", "cluster", "direct", "growth", "opening",
+)  # fmt: skip
+NEEDS = {"status": "hot"}
+
+
+def _names(text: str) -> set[str]:
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = names - set(SCENARIOS)
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown scenario(s) {sorted(unknown)}; choose from {', '.join(SCENARIOS)}"
+        )
+    return names | {NEEDS[name] for name in names if name in NEEDS}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -66,7 +96,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="afterwards, run the hot event once more under py-spy and list the hot spots",
     )
-    parser.add_argument("--output", type=Path, default=RESULTS, help="where latest.* go")
+    parser.add_argument(
+        "--only",
+        type=_names,
+        metavar="NAME[,NAME...]",
+        help=f"run only these scenarios ({', '.join(SCENARIOS)}); the ratios that need"
+        " others are left out",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="where latest.* go (default: bench/results/, or with --only a new temporary"
+        " directory)",
+    )
     parser.add_argument("--keep-db", action="store_true", help="do not drop the database")
     parser.add_argument(
         "--no-cluster", action="store_true", help="skip the 3-node Galera cluster scenarios"
@@ -113,13 +155,24 @@ def source_version() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.only and "wrk" in args.only and not wrk.available():
+        raise SystemExit("bench: --only wrk needs wrk (apt-get install wrk)")
+    if args.output is None:
+        args.output = RESULTS if args.only is None else Path(mkdtemp("only"))
     started = time.perf_counter()
     scale = replace(QUICK if args.quick else FULL, concurrency=args.concurrency)
     date = datetime.now().astimezone().isoformat(timespec="seconds")
+
+    def want(name: str) -> bool:
+        return args.only is None or name in args.only
+
     db = Database(args.url)
     growth_db = db.sibling("_growth")  # the large growth event gets its own table and server
     row_db = db.sibling("_row")  # the same scenarios again with BOOKING_LOCK=row
     dashboard_db = db.sibling("_dashboard")  # fresh counters and no earlier webhooks
+    wrk_db = db.sibling("_wrk")  # wrk's site: the rate limiter on (wrk.py)
+    # The openings, with LOCK_TIMEOUT raised: table lock, then row lock.
+    opening_dbs = (db.sibling("_opening"), db.sibling("_opening_row"))
     password = secrets.token_urlsafe(24)
     servers: list[Gunicorn] = []
     meter = CpuMeter(lambda: [server.master_pid for server in servers])
@@ -129,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     profile: dict | None = None
     drawn: dashboard.DashboardRun | None = None
     setup: dict = {}
+    users = itertools.count(1)  # one supply of distinct user ids for every site
     try:
         info = machine(db)
     except sa.exc.OperationalError as error:
@@ -137,42 +191,58 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.mkdtemp(prefix="booking-bench-")
     sources = snapshot()  # booking/ as the servers will load it, for the profile
     source = source_version()
+    on_main_site = {*SCENARIOS} - {"row", "dashboard", "opening", "wrk"}
     try:
-        ctx, growth_ctx = (
-            start_site(database, password, args.workers, tmp, scale, meter, setup, servers)
-            for database in (db, growth_db)
-        )
-        growth_ctx.users = ctx.users  # one supply of distinct user ids
-        rows["healthz"] = scenarios.healthz(ctx)
-        rows["hot"] = scenarios.hot_event(ctx)
-        rows["hot parties"] = parties.hot_parties(ctx)
-        rows.update(holds.run(ctx))
-        rows["many"] = scenarios.many_events(ctx)
-        rows["storm"] = scenarios.cancel_storm(ctx)
-        rows.update(offers.run(ctx))
-        rows["status"] = scenarios.status_reads(ctx, rows["hot"]["event_id"])
-        rows["hot webhook"] = webhooks.run(ctx, servers)
-        rows["steady webhook"] = webhooks.run(
-            ctx, servers, name="hot event one at a time, webhook + worker", in_flight=1
-        )
-        row_ctx = start_site(
-            row_db, password, args.workers, tmp, scale, meter, setup, servers, lock_mode="row"
-        )
-        row_ctx.users = ctx.users
-        rows["hot row"] = scenarios.hot_event(row_ctx, name="hot event, row lock")
-        rows["many row"] = scenarios.many_events(row_ctx, name="many events, row lock")
-        rows["hot webhook row"] = webhooks.run(
-            row_ctx, servers, name="hot event, row lock, webhook + worker"
-        )
-        dashboard_ctx = start_site(
-            dashboard_db, password, args.workers, tmp, scale, meter, setup, servers
-        )
-        dashboard_ctx.users = ctx.users
-        drawn = dashboard.run(dashboard_ctx)
-        dashboard_ctx.server.stop()
-        if not args.no_cluster:
+
+        def site(database, lock_mode="table"):
+            started_site = start_site(
+                database, password, args.workers, tmp, scale, meter, setup, servers, lock_mode
+            )
+            started_site.users = users
+            return started_site
+
+        main_site = args.only is None or args.only & on_main_site or args.profile
+        ctx = site(db) if main_site else None
+        if want("healthz"):
+            rows["healthz"] = scenarios.healthz(ctx)
+        if want("hot"):
+            rows["hot"] = scenarios.hot_event(ctx)
+        if want("wrk") and wrk.available():
+            rows.update(wrk.run(wrk_db, password, args.workers, tmp, scale, setup, servers, users))
+        elif want("wrk"):
+            say("wrk: not installed (apt-get install wrk); its scenario is skipped")
+        if want("parties"):
+            rows["hot parties"] = parties.hot_parties(ctx)
+        if want("holds"):
+            rows.update(holds.run(ctx))
+        if want("many"):
+            rows["many"] = scenarios.many_events(ctx)
+        if want("storm"):
+            rows["storm"] = scenarios.cancel_storm(ctx)
+        if want("offers"):
+            rows.update(offers.run(ctx))
+        if want("status"):
+            rows["status"] = scenarios.status_reads(ctx, rows["hot"]["event_id"])
+        if want("webhooks"):
+            # The burst with the worker between two without it, same client (webhooks.py).
+            rows.update(webhooks.side_by_side(ctx, servers))
+            rows["steady webhook"] = webhooks.run(
+                ctx, servers, name="hot event one at a time, webhook + worker", in_flight=1
+            )
+        if want("row"):
+            row_ctx = site(row_db, lock_mode="row")
+            rows["hot row"] = scenarios.hot_event(row_ctx, name="hot event, row lock")
+            rows["many row"] = scenarios.many_events(row_ctx, name="many events, row lock")
+            rows["hot webhook row"] = webhooks.run(
+                row_ctx, servers, name="hot event, row lock, webhook + worker"
+            )
+        if want("dashboard"):
+            dashboard_ctx = site(dashboard_db)
+            drawn = dashboard.run(dashboard_ctx)
+            dashboard_ctx.server.stop()
+        if want("cluster") and not args.no_cluster:
             rows.update(cluster.run(ctx, password, args.workers, tmp, servers))
-        for kind in ("service", "raw", "commit"):
+        for kind in ("service", "raw", "commit") if want("direct") else ():
             for processes in (1, scale.direct_processes):
                 say(f"direct {kind}: {processes} connection(s)")
                 count = scale.direct_users if kind == "service" else scale.raw_bookings
@@ -183,14 +253,22 @@ def main(argv: list[str] | None = None) -> int:
                 )  # fmt: skip
         if args.profile:
             profile = run_profile(ctx, args.output, sources)
-        growth = run_growth(ctx, growth_ctx)
-        party_growth = run_growth(ctx, growth_ctx, parties=scale.party_max)
-        for kind in ("cancel", "rebook", "status"):
-            for size in ("small", "large"):
-                rows[f"growth {kind} {size}"] = growth[size][kind]
-        for kind in ("cancel", "rebook", "status"):
-            for size in ("small", "large"):
-                rows[f"growth parties {kind} {size}"] = party_growth[size][kind]
+        if want("growth"):
+            growth_ctx = site(growth_db)  # the large growth event gets a table and server
+            growth = run_growth(ctx, growth_ctx)
+            party_growth = run_growth(ctx, growth_ctx, parties=scale.party_max)
+            for kind in ("cancel", "rebook", "status"):
+                for size in ("small", "large"):
+                    rows[f"growth {kind} {size}"] = growth[size][kind]
+            for kind in ("cancel", "rebook", "status"):
+                for size in ("small", "large"):
+                    rows[f"growth parties {kind} {size}"] = party_growth[size][kind]
+        if want("opening"):
+            rows.update(
+                opening.run(
+                    opening_dbs, password, args.workers, tmp, scale, meter, setup, servers, users
+                )
+            )
     except BaseException:
         say(f"stopped; gunicorn's logs are in {tmp}")
         raise
@@ -198,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers:
             server.stop()
         if not args.keep_db:
-            for database in (db, growth_db, row_db, dashboard_db):
+            for database in (db, growth_db, row_db, dashboard_db, wrk_db, *opening_dbs):
                 database.drop()
     ok = all(r["invariants_ok"] is not False and r["errors"] == 0 for r in rows.values())
     ok = ok and (drawn is None or drawn.checked.ok)
@@ -209,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "date": date,
         "mode": "quick" if args.quick else "full",
+        "only": sorted(args.only) if args.only else None,
         "total_s": round(time.perf_counter() - started, 1),
         "ok": ok,
         "machine": info,

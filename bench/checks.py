@@ -18,8 +18,11 @@ tests/invariants.py checks, but its journal replay:
 - bounded overtakes: no party not larger than the event counts more than
   max_overtakes;
 - users unique: nobody holds two of a booking, an offer or hold (one row of the
-  offers table) and a place for one event, nor two of one kind; seqs unique in
-  each line.
+  offers table), a place and a queued party (a scheduled on-sale's pre-queue) for
+  one event, nor two of one kind; seqs unique in each line;
+- the pre-queue: queued_count == queue_entries rows, queued_tickets == their
+  tickets; an event that is queueing has sales closed, one that is not has no
+  queued party.
 
 Then the API's status of each event must equal what the database holds.
 """
@@ -34,7 +37,7 @@ _EVENTS = sa.text(
     """
     SELECT e.id, e.total_tickets, e.available_tickets, e.waiting_count, e.next_waiting_seq,
         e.offered_tickets, e.held_tickets, e.waiting_tickets, e.held_back_tickets,
-        e.max_overtakes,
+        e.max_overtakes, e.sales_open, e.queueing, e.queued_count, e.queued_tickets,
         (SELECT COUNT(*) FROM bookings b WHERE b.event_id = e.id) AS booked,
         (SELECT COALESCE(SUM(b.tickets), 0) FROM bookings b
             WHERE b.event_id = e.id) AS booked_tickets,
@@ -66,7 +69,19 @@ _EVENTS = sa.text(
                     WHERE b.event_id = o.event_id AND b.user_id = o.user_id)
                 OR EXISTS (SELECT 1 FROM waiting_list_entries w
                     WHERE w.event_id = o.event_id AND w.user_id = o.user_id))
-        ) AS offered_and_held
+        ) AS offered_and_held,
+        (SELECT COUNT(*) FROM queue_entries q WHERE q.event_id = e.id) AS queued,
+        (SELECT COALESCE(SUM(q.tickets), 0) FROM queue_entries q
+            WHERE q.event_id = e.id) AS queued_rows_tickets,
+        (SELECT COUNT(*) FROM queue_entries q
+            WHERE q.event_id = e.id AND (
+                EXISTS (SELECT 1 FROM bookings b
+                    WHERE b.event_id = q.event_id AND b.user_id = q.user_id)
+                OR EXISTS (SELECT 1 FROM waiting_list_entries w
+                    WHERE w.event_id = q.event_id AND w.user_id = q.user_id)
+                OR EXISTS (SELECT 1 FROM offers o
+                    WHERE o.event_id = q.event_id AND o.user_id = q.user_id))
+        ) AS queued_and_held
     FROM events e WHERE e.id IN :ids ORDER BY e.id
     """
 ).bindparams(sa.bindparam("ids", expanding=True))
@@ -92,6 +107,9 @@ class EventRow:
     offered_tickets: int = 0
     held_back: int = 0
     held_tickets: int = 0  # checkout holds
+    queued_count: int = 0  # parties queued for a scheduled on-sale's opening
+    queued_tickets: int = 0
+    queueing: bool = False
 
 
 @dataclass
@@ -173,6 +191,27 @@ def _event(result: Checked, row) -> None:
         row.max_seq < row.next_waiting_seq,
         f"{where}: seq {row.max_seq} not below next_waiting_seq {row.next_waiting_seq}",
     )
+    expect(
+        row.queued_count == row.queued,
+        f"{where}: queued_count {row.queued_count} != {row.queued} queued rows",
+    )
+    expect(
+        row.queued_tickets == row.queued_rows_tickets,
+        f"{where}: queued_tickets {row.queued_tickets} != the rows' {row.queued_rows_tickets}",
+    )
+    expect(
+        not (row.queueing and row.sales_open),
+        f"{where}: queueing for the opening with sales open",
+    )
+    expect(
+        row.queueing or row.queued == 0,
+        f"{where}: {row.queued} parties queued on an event that is not queueing",
+    )
+    expect(
+        row.queued_and_held == 0,
+        f"{where}: {row.queued_and_held} queued users also hold a booking, an offer, a hold"
+        " or a place",
+    )
 
 
 def check(engine: sa.Engine, api: Api, event_ids: list[int]) -> Checked:
@@ -192,6 +231,9 @@ def check(engine: sa.Engine, api: Api, event_ids: list[int]) -> Checked:
                 row.offered_tickets,
                 row.held_back_tickets,
                 row.held_tickets,
+                row.queued_count,
+                row.queued_tickets,
+                bool(row.queueing),
             )
             _event(result, row)
         missing = set(event_ids) - set(result.events)
@@ -207,12 +249,14 @@ def check(engine: sa.Engine, api: Api, event_ids: list[int]) -> Checked:
     for event_id, row in result.events.items():
         status = api.status(event_id)
         keys = ("totalTickets", "availableTickets", "waitingListCount", "waitingTickets")
-        seen = tuple(status.get(key) for key in (*keys, "offeredTickets", "heldTickets"))
+        keys += ("offeredTickets", "heldTickets", "queuedCount", "queuedTickets", "queueing")
+        seen = tuple(status.get(key) for key in keys)
         held = (row.total, row.available, row.waiting_count, row.waiting_tickets)
         held += (row.offered_tickets, row.held_tickets)
+        held += (row.queued_count, row.queued_tickets, row.queueing)
         result.expect(
             seen == held,
-            f"event {event_id}: API (total, available, waiting, waiting tickets, offered, held)"
-            f" {seen} != database {held}",
+            f"event {event_id}: API (total, available, waiting, waiting tickets, offered, held,"
+            f" queued, queued tickets, queueing) {seen} != database {held}",
         )
     return result

@@ -2,7 +2,8 @@
 
 It answers 204 to every POST at once and keeps, in arrival order, each request's
 arrival time (time.time(), when the handler starts), its Standard Webhooks
-headers and its body; the bench reads them afterwards. Its CPU is the client's.
+headers and its body; the bench reads them afterwards. Its CPU is the client's
+(cpu_seconds: its thread's alone).
 """
 
 import asyncio
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from .cpu import TICKS
 from .server import free_port
 
 HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
@@ -51,6 +53,16 @@ class Receiver:
     def start(self) -> None:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+
+    def cpu_seconds(self) -> float:
+        """CPU its thread (the event loop that serves every request) used so far."""
+        try:
+            with open(f"/proc/self/task/{self._thread.native_id}/stat") as stat:
+                text = stat.read()
+        except OSError:
+            return 0.0
+        fields = text[text.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
     def stop(self) -> None:
         if self._runner is not None:

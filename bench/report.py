@@ -36,7 +36,8 @@ BATCH_COLUMNS = (
 
 CPU_NOTE = (
     "CPU over each measured stretch, in % of one core (client: the aiohttp load generator,"
-    " or the direct-transaction processes, and the webhook receiver; gunicorn: the webhook"
+    " or wrk in the rows named wrk, or the direct-transaction processes, and the webhook"
+    " receiver; gunicorn: the webhook"
     " worker too, in its row; others: other processes on the machine; unattributed: busy"
     " time charged to no process, e.g. interrupts; ms/req: CPU milliseconds per request, or"
     " per transaction for the direct rows):"
@@ -61,6 +62,7 @@ WEBHOOK_COLUMNS = (
     "failed",
     "passes failed",
     "worker ms/entry",
+    "receiver ms/entry",
 )
 WEBHOOK_NOTE = (
     "Webhook delivery by one worker to a loopback receiver (entries: the event's journal"
@@ -68,7 +70,8 @@ WEBHOOK_NOTE = (
     " all of them from the first booking sent to the last receipt; drain: last receipt after"
     " the last booking answer; p50..max: commit (the entry's timestamp, MariaDB's clock) to"
     " receipt; failed: attempts not answered 2xx; passes failed: worker passes that raised,"
-    " e.g. on a deadlock, each followed by a poll interval's wait; worker ms/entry: its CPU):"
+    " e.g. on a deadlock, each followed by a poll interval's wait; worker ms/entry: its CPU;"
+    " receiver ms/entry: the receiver's thread, in the load generator's process):"
 )
 
 
@@ -164,6 +167,7 @@ def webhook_rows(results: dict) -> list[tuple]:
                 str(w["failed_attempts"]),
                 str(w["failed_passes"]),
                 _num(w["worker_cpu_ms_per_entry"], 2),
+                _num(w.get("receiver_cpu_ms_per_entry"), 2),
             )
         )
     return rows
@@ -205,7 +209,8 @@ def ratio_lines(results: dict) -> list[str]:
         if item.get("met") is not None:
             verdict = "  met" if item["met"] else "  NOT met"
         value = "n/a" if item["value"] is None else f"{item['value']:.2f}"
-        lines.append(f"{item['name']}: {value}{target}{verdict}")
+        note = f"  [{item['note']}]" if item.get("note") else ""
+        lines.append(f"{item['name']}: {value}{target}{verdict}{note}")
     return lines
 
 
@@ -243,7 +248,13 @@ def machine_lines(results: dict) -> list[str]:
         f" worker_connections={c.get('worker_connections', '?')}), LOG_LEVEL={c['log_level']}"
         f" (JSON lines to a file and stderr), RATE_LIMIT={c['rate_limit']};"
         f" load generator: aiohttp, {c['concurrency']} in flight"
-        f" ({c['growth_concurrency']} for growth), one process",
+        f" ({c['growth_concurrency']} for growth), one process"
+        + (
+            "; the rows named wrk: wrk on a server of their own with the rate limiter on"
+            " (see the wrk line above)"
+            if any(r.get("client") == "wrk" for r in results["rows"])
+            else ""
+        ),
     ]
 
 
@@ -259,8 +270,11 @@ def text(results: dict) -> str:
         *_webhook_text(results),
         "",
         *ratio_lines(results),
+        *wrk_lines(results),
+        *beside_lines(results),
         *party_lines(results),
         *hold_lines(results),
+        *opening_lines(results),
         *retry_lines(results),
         *warmup_lines(results),
         *contention_lines(results),
@@ -278,6 +292,82 @@ def retry_lines(results: dict) -> list[str]:
         for row in results["rows"]
         if row.get("retries_1213")
     ]
+
+
+def _latency(row: dict) -> str:
+    return f"p50 {_num(row.get('p50_ms'), 1)} ms, p99 {_num(row.get('p99_ms'), 1)} ms"
+
+
+def _cpu(row: dict) -> str:
+    cpu = row.get("cpu") or {}
+    return (
+        f"{_num(cpu.get('gunicorn_ms_per_req'), 2)} ms workers +"
+        f" {_num(cpu.get('mariadbd_ms_per_req'), 2)} ms MariaDB"
+    )
+
+
+def wrk_lines(results: dict) -> list[str]:
+    """wrk's booking against its health checks (wrk.py), and beside it the same figures from
+    the aiohttp client's rows of this run, each figure named by the client that gave it."""
+    rows = {r["scenario"]: r for r in results["rows"]}
+    lines = []
+    for r in results["rows"]:
+        c = r.get("wrk_compare")
+        if not isinstance(c, dict):
+            continue
+        healthz = [x for x in results["rows"] if x.get("client") == "wrk" and x is not r]
+        h, b = c["healthz_ms_per_req"], c["book_ms_per_req"]
+        lines.append(
+            f"wrk ({c['wrk']}; -t{c['threads']} -c{c['connections']} -d{c['seconds']}s"
+            f" --latency after {c['warmup_s']} s of warm-up, {c['script']} for the booking;"
+            f" a server of its own, the same gunicorn settings, RATE_LIMIT={c['rate_limit']}"
+            f" on {c['storage']}): booking {c['book_rps']:,.0f} req/s ({_latency(r)}) against"
+            f" healthz {c['healthz_rps_mean']:,.0f} req/s (mean of"
+            f" {' and '.join(f'{x:,.0f}' for x in c['healthz_rps'])};"
+            f" {'; '.join(_latency(x) for x in healthz)}): {_num(c['rps_ratio'], 2)} x;"
+            f" CPU per request: booking {b['gunicorn']:.2f} ms workers + {b['mariadbd']:.2f} ms"
+            f" MariaDB = {b['server']:.2f} ms, health check {h['gunicorn']:.2f} +"
+            f" {h['mariadbd']:.2f} = {h['server']:.2f} ms: {_num(c['cpu_ratio'], 2)} x; wrk"
+            f" itself {b['client']:.2f} ms per booking, {h['client']:.2f} ms per health check"
+        )
+        hot, ceiling = rows.get("hot event"), rows.get("healthz (HTTP ceiling)")
+        if hot and ceiling and ceiling["rps"]:
+            cpu_hot, cpu_ceiling = hot.get("cpu") or {}, ceiling.get("cpu") or {}
+            server = [
+                (cpu.get("gunicorn_ms_per_req") or 0) + (cpu.get("mariadbd_ms_per_req") or 0)
+                for cpu in (cpu_hot, cpu_ceiling)
+            ]
+            lines.append(
+                f"aiohttp client, same run (RATE_LIMIT off, {hot['requests']:,} users on"
+                f" {hot.get('outcome', {}).get('booked', 0):,} tickets): hot event"
+                f" {hot['rps']:,.0f} req/s ({_latency(hot)}) against healthz"
+                f" {ceiling['rps']:,.0f} req/s ({_latency(ceiling)}):"
+                f" {hot['rps'] / ceiling['rps']:.2f} x; CPU per request: booking {_cpu(hot)},"
+                f" health check {_cpu(ceiling)}:"
+                f" {_num(server[0] / server[1] if server[1] else None, 2)} x"
+            )
+    return lines
+
+
+def beside_lines(results: dict) -> list[str]:
+    """The hot event with the webhook worker delivering against the same burst without it,
+    side by side (webhooks.side_by_side)."""
+    lines = []
+    for r in results["rows"]:
+        beside = (r.get("webhook") or {}).get("beside")
+        if not isinstance(beside, dict):
+            continue
+        w = r["webhook"]
+        lines.append(
+            f"{r['scenario']} ({beside['client']} client): {beside['with_rps']:,.0f} req/s"
+            f" ({_latency(r)}) with the worker delivering every entry against"
+            f" {beside['without_rps_mean']:,.0f} req/s without it (mean of"
+            f" {' and '.join(f'{x:,.0f}' for x in beside['without_rps'])}, just before and"
+            f" after): {_num(beside['ratio'], 2)} x; the worker used"
+            f" {_num(w['worker_cpu_ms_per_entry'], 2)} ms CPU per delivered entry, the receiver"
+            f" (in the client's process) {_num(w.get('receiver_cpu_ms_per_entry'), 2)} ms"
+        )
+    return lines
 
 
 def party_lines(results: dict) -> list[str]:
@@ -334,6 +424,61 @@ def hold_lines(results: dict) -> list[str]:
     return lines
 
 
+def opening_lines(results: dict) -> list[str]:
+    """The openings of a scheduled on-sale: how long, what they served, and what the
+    bookings sent meanwhile waited (opening.py)."""
+    lines = []
+    for r in results["rows"]:
+        o = r.get("opening")
+        if not isinstance(o, dict):
+            continue
+        name = r["scenario"].removesuffix(": PATCH salesOpen true")
+        line = (
+            f"{name}: {o['queued_parties']:,} parties ({o['queued_tickets']:,} tickets) for"
+            f" {o['total_tickets']:,} tickets opened by PATCH in {o['patch_ms'] / 1000:.2f} s"
+            f" ({_num(o['parties_per_s'])} parties/s); its batch held the lock"
+            f" {_num(o['hold_ms'])} ms (waited {_num(o['wait_ms'], 1)} ms); {o['booked']:,}"
+            f" booked, {o['held']:,} held, {o['waitlisted']:,} waitlisted; booked parties'"
+            f" mean arrival index {o['mean_arrival_z']} standard errors from the middle"
+        )
+        same, other = o["same_event"], o["other_event"]
+        for read in o.get("reads") or ():
+            line += (
+                f"; GET {read['path']} sent {read['sent_after_s']} s into it took"
+                f" {read['ms']:,.0f} ms (queueing: {read['queueing']})"
+            )
+        if other.get("sent"):
+            line += (
+                f"; another event: {other['sent_during']} bookings sent during the opening,"
+                f" {other['answered_during']} answered before it ended"
+                f" (statuses {other['statuses']})"
+            )
+            for phase, label in (
+                ("before_same", "before any booking of the opening's event"),
+                ("after_same", "after"),
+            ):
+                groups = [
+                    f"{g['count']} by {where}: {g['answered_during']} answered during it, p50"
+                    f" {_num(g['p50_ms'])} ms, max {_num(g['max_ms'])} ms"
+                    for key, where in (
+                        ("other_processes", "the other worker"),
+                        ("opening_process", "the opening's worker"),
+                    )
+                    if (g := other[f"{phase}_{key}"])["count"]
+                ]
+                if groups:
+                    line += f"; {label}: " + ", ".join(groups)
+        if same.get("sent"):
+            line += (
+                f"; {same['sent']} bookings of the same event sent {same['sent_after_s']} s"
+                f" into it waited p50 {_num(same['p50_ms'])} ms, max {_num(same['max_ms'])} ms"
+                f" (statuses {same['statuses']}), the first answered"
+                f" {same['first_answer_after_patch_ms']:+,.0f} ms after the PATCH's answer"
+            )
+        lines.append(line)
+    return lines
+
+
 def warmup_lines(results: dict) -> list[str]:
     lines = []
     growths = [("", results.get("growth")), ("parties, ", results.get("growth_parties"))]
@@ -376,8 +521,11 @@ def markdown(results: dict) -> str:
             *_webhook_md(results),
             "",
             *(f"- {line}" for line in ratio_lines(results)),
+            *(f"- {line}" for line in wrk_lines(results)),
+            *(f"- {line}" for line in beside_lines(results)),
             *(f"- {line}" for line in party_lines(results)),
             *(f"- {line}" for line in hold_lines(results)),
+            *(f"- {line}" for line in opening_lines(results)),
             *(f"- {line}" for line in retry_lines(results)),
             *warm_lines,
             *(f"- {line}" for line in contention_lines(results)),

@@ -22,6 +22,11 @@ same), so a 1,000,000-row seed stays one INSERT ... SELECT and the benchmark kno
 every party's size without reading it back. The event's maxTicketsPerBooking is
 `parties` then (else the default 10).
 
+A scheduled on-sale's pre-queue (`seed_queue`) is written the same way: one
+queue_entries row per user with its party's tickets, and the event's queued_count
+and queued_tickets to match, as if each had booked (202) while the event was
+queueing.
+
 Seeding runs with unique and foreign-key checks off for speed; the numbers are
 unique by construction and the event exists.
 """
@@ -153,3 +158,38 @@ def clear(engine: sa.Engine) -> None:
         for table in ("waiting_list_entries", "bookings"):
             conn.exec_driver_sql(f"TRUNCATE TABLE {table}")
         conn.exec_driver_sql("DELETE FROM events")
+
+
+def seed_queue(
+    engine: sa.Engine, event_id: int, users: range, parties: int = 1, salt: str = SALT
+) -> int:
+    """Queue `users` for a scheduled on-sale's opening, each a party of
+    party_tickets(user, parties): the rows a booking writes while the event is queueing
+    (queue_entries, and the event's queued_count and queued_tickets), in one INSERT ...
+    SELECT, without the journal's queue.joined facts. The event must be queueing (made
+    over HTTP with salesOpenAt ahead) and nobody queued yet. Returns the queued tickets."""
+    tickets = sum(party_tickets(u, parties, salt) for u in users)
+    user = ":first + seq - 1"
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET SESSION unique_checks = 0, foreign_key_checks = 0")
+        try:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO queue_entries (event_id, user_id, tickets)"
+                    f" SELECT :event_id, {user}, {_tickets_sql(user, parties)}"
+                    f" FROM {_numbers(conn, len(users))} n"
+                ),
+                {"event_id": event_id, "first": users.start, "salt": salt},
+            )
+            updated = conn.execute(
+                sa.text(
+                    "UPDATE events SET queued_count = :count, queued_tickets = :tickets"
+                    " WHERE id = :event_id AND queueing AND queued_count = 0"
+                ),
+                {"event_id": event_id, "count": len(users), "tickets": tickets},
+            ).rowcount
+        finally:
+            conn.exec_driver_sql("SET SESSION unique_checks = 1, foreign_key_checks = 1")
+        if updated != 1:
+            raise ValueError(f"event {event_id} is not queueing with an empty queue")
+    return tickets

@@ -127,6 +127,7 @@ class Gunicorn:
         workers: int,
         log_dir: str,
         lock_mode: str = "table",
+        env: dict[str, str] | None = None,
     ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -147,6 +148,7 @@ class Gunicorn:
             # The webhook scenario's receiver is on loopback (checked when a webhook is
             # created); the booking path does not read it.
             "WEBHOOK_ALLOW_PRIVATE": "true",
+            **(env or {}),  # a scenario's own settings (the opening's LOCK_TIMEOUT)
         }
         self.env.pop("GUNICORN_ACCESS_LOG", None)
         self.process: subprocess.Popen | None = None

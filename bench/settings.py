@@ -17,6 +17,27 @@ class Scale:
     # Checkout holds (issue 21): the hot event again on an event that holds each booking
     # this long for its checkout, long enough to outlast the run (book, then claim).
     hold_ttl_seconds: int = 600
+    # The opening of a scheduled on-sale (issue 22, opening.py): parties of 1..party_max
+    # queued, then opened at once; the sale's tickets are as many as its parties. During
+    # the largest opening, from opening_other_after_s after the PATCH on, one booking of
+    # another event every opening_other_every_s (at most opening_other_most), a status
+    # read of each event, then opening_same_event bookings of the same event; the sites
+    # raise LOCK_TIMEOUT to opening_lock_timeout so that nothing waiting is answered 503.
+    opening_sizes: tuple[int, ...] = (10_000, 100_000)
+    opening_other_after_s: float = 0.5  # seconds after the PATCH was sent
+    opening_other_every_s: float = 0.2
+    opening_other_most: int = 200
+    opening_reads_after_s: float = 1.0  # a status read of each event
+    opening_same_after_s: float = 2.5
+    opening_same_event: int = 8
+    opening_lock_timeout: int = 60
+    # wrk (issue 23, wrk.py): /healthz, the hot event (bench/wrk_book.lua, a distinct user
+    # each request, on an event of wrk_tickets so that every booking is booked), /healthz
+    # again; each `wrk -t{wrk_threads} -c{concurrency} -d{wrk_seconds}s` after a warm-up.
+    wrk_threads: int = 2
+    wrk_seconds: int = 10
+    wrk_warmup_seconds: int = 2
+    wrk_tickets: int = 1_000_000
     many_events: int = 100  # many events: the same bookings spread over this many events
     many_tickets: int = 10  # tickets per event
     storm_tickets: int = 500  # cancel storm: every ticket holder cancels
@@ -66,4 +87,11 @@ QUICK = replace(
     direct_users=1_000,
     direct_tickets=200,
     raw_bookings=600,
+    opening_sizes=(1_000, 10_000),
+    opening_other_after_s=0.1,
+    opening_other_every_s=0.05,
+    opening_reads_after_s=0.15,
+    opening_same_after_s=0.25,
+    wrk_seconds=4,
+    wrk_warmup_seconds=1,
 )

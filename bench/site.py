@@ -32,14 +32,17 @@ def verify_target(db: Database, api: Api) -> int:
     return event_id
 
 
-def start_site(database, password, workers, tmp, scale, meter, setup, servers, lock_mode="table"):
-    """A migrated scratch database and a gunicorn on it, warmed up; its scenario context."""
+def start_site(
+    database, password, workers, tmp, scale, meter, setup, servers, lock_mode="table", env=None
+):
+    """A migrated scratch database and a gunicorn on it (`env`: settings of its own, e.g.
+    LOCK_TIMEOUT), warmed up; its scenario context."""
     say(f"database {database.name}: drop, create, migrate")
     log_dir = os.path.join(tmp, database.name)
     os.makedirs(log_dir, exist_ok=True)
     created = database.create(os.path.join(log_dir, "migrate.log"))
     setup[f"{database.name}_database_s"] = round(created, 2)
-    server = Gunicorn(database.url_string, password, workers, log_dir, lock_mode)
+    server = Gunicorn(database.url_string, password, workers, log_dir, lock_mode, env)
     servers.append(server)
     setup[f"{database.name}_gunicorn_start_s"] = round(server.start(), 2)
     say(f"gunicorn on {server.url}: master {server.master_pid}, workers {server.worker_pids()}")

@@ -14,7 +14,16 @@ booking answer), and commit-to-receipt latency (receipt time minus the body's
 machine's clock, the latter to the millisecond). Every entry of the event must
 arrive exactly once, in increasing webhook-id order, correctly signed, with no
 failed attempt; otherwise the row's invariants (or errors) fail. The worker's
-failed passes (its log's warnings) are counted, not judged.
+failed passes (its log's warnings) are counted, not judged. The worker's CPU (its
+process, from before the bookings until the drain ended) and the receiver's (its thread
+in this process, which the load generator shares: its GIL too) are reported per entry.
+At the end the webhook is deleted, so that no later run's worker keeps trying a receiver
+that is gone.
+
+side_by_side: the same burst without the worker (not started; the journal is written
+either way), just before and just after the run with it, with the same client and
+sizes; the row with the worker carries the ratio of its req/s to the mean of the two
+without (the mean cancels a drift of the machine over the three).
 """
 
 import json
@@ -37,6 +46,7 @@ from .server import ROOT, _read_stat, stop_process
 from .stats import percentile
 
 NAME = "hot event, webhook + worker"
+OFF = "hot event, webhook worker off"
 STALL_S = 30.0  # give up the drain when nothing arrived for this long
 GRACE_S = 0.5  # after the last expected entry: room for a duplicate to show itself
 # booking.notify.worker's warning when a pass raised (a deadlock, say) and waits a poll interval.
@@ -138,7 +148,7 @@ def run(
     servers.append(worker)  # the CPU meter counts it with the servers
     try:
         hook = subscribe(ctx, worker, receiver)
-        cpu_before = worker.cpu_seconds()
+        cpu_before, receiver_before = worker.cpu_seconds(), receiver.cpu_seconds()
         row = scenarios.hot_event(ctx, name=name)
         ended_at = row["started_at"] + row["wall_s"]
         event_id = row["event_id"]
@@ -148,6 +158,7 @@ def run(
         ctx.say(f"{name}: waiting for {expected} deliveries ({len(receiver.arrivals)} so far)")
         _drain(receiver, expected, worker)
         worker_cpu = worker.cpu_seconds() - cpu_before
+        receiver_cpu = receiver.cpu_seconds() - receiver_before
         worker.stop()
         exited = worker.process.returncode
     finally:
@@ -167,6 +178,9 @@ def run(
             ),
             {"w": hook["webhookId"]},
         ).one()
+    status, _ = ctx.api.call("DELETE", f"/api/webhooks/{hook['webhookId']}", admin=True)
+    if status != 204:
+        ctx.say(f"{name}: deleting webhook {hook['webhookId']} answered {status}")
     checked, figures = _deliveries(
         receiver.arrivals, hook["secret"], event_id, journal_ids, row, ended_at
     )
@@ -179,13 +193,33 @@ def run(
         row["error_samples"].append(f"{failed} failed delivery attempts; see {worker.log_file}")
     figures.update(attempts=int(attempts), failed_attempts=failed)
     figures["failed_passes"] = _count(worker.log_file, PASS_FAILED)
-    figures["worker_cpu_ms_per_entry"] = round(worker_cpu * 1000 / max(len(journal_ids), 1), 3)
+    entries = max(len(journal_ids), 1)
+    figures["worker_cpu_ms_per_entry"] = round(worker_cpu * 1000 / entries, 3)
+    figures["receiver_cpu_ms_per_entry"] = round(receiver_cpu * 1000 / entries, 3)
     row["webhook"] = figures
     ctx.say(
         f"{name}: {figures['delivered']}/{figures['entries']} delivered, drain"
         f" {figures['drain_s']} s, latency p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms"
     )
     return row
+
+
+def side_by_side(ctx: scenarios.Context, servers: list) -> dict[str, dict]:
+    """The hot event without the worker, with it delivering every entry, without it again;
+    their rows, the one with the worker carrying `webhook.beside`."""
+    before = scenarios.hot_event(ctx, name=f"{OFF} (before)")
+    with_worker = run(ctx, servers)
+    after = scenarios.hot_event(ctx, name=f"{OFF} (after)")
+    without = [before["rps"], after["rps"]]
+    mean = sum(without) / len(without)
+    with_worker["webhook"]["beside"] = {
+        "without_rps": without,
+        "without_rps_mean": round(mean, 1),
+        "with_rps": with_worker["rps"],
+        "ratio": round(with_worker["rps"] / mean, 3) if mean else None,
+        "client": "aiohttp",
+    }
+    return {"hot webhook off 1": before, "hot webhook": with_worker, "hot webhook off 2": after}
 
 
 def _deliveries(

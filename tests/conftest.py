@@ -31,6 +31,7 @@ TABLES = (
     "offers",
     "waiting_list_entries",
     "bookings",
+    "queue_entries",
     "events",
 )
 

@@ -11,7 +11,11 @@ and returns what it read so a test can make its own, sharper checks:
 - no idle fit: a waiting party that fits the free tickets has, before it, a party
   that does not fit and may not be passed over again (overtakes >= max_overtakes,
   not larger than the event), and events.held_back_tickets says so;
-- nobody holds two of a booking, an offer and a place for one event;
+- nobody holds two of a booking, an offer, a hold, a place and a queued party for one
+  event;
+- a scheduled on-sale's pre-queue: events.queued_count == the event's queue_entries rows,
+  events.queued_tickets == their tickets; a queueing event has sales closed and a
+  sales_open_at; an event not queueing has no queued party;
 - (event_id, user_id) is unique in bookings and in waiting_list_entries, and
   (event_id, seq) is unique in waiting_list_entries, every seq below
   events.next_waiting_seq.
@@ -22,20 +26,26 @@ bookings and its line, so nothing committed is missing from the journal and
 nothing else is in it.
 
 Given `api_url`, it also asks the running service for each event's status and
-checks it against the database; given `admin_headers` too, it reads the admin
-waiting list (`waiting_list_reads` times, so several workers answer) and
-checks it against the rows in seq order.
+checks it against the database (salesOpenAt, queueing, queuedCount and
+queuedTickets too), and asks for the state of the queued users (all, or a sample
+of QUEUED_USERS_ASKED of a large queue): each must be `queued` with its tickets;
+given `admin_headers` too, it reads the admin waiting list (`waiting_list_reads`
+times, so several workers answer) and checks it against the rows in seq order.
 """
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import httpx
 import sqlalchemy as sa
 
+from booking.sales.domain import rfc3339
 from booking.storage import journal
 
 from .model_replay import model_violations
+
+QUEUED_USERS_ASKED = 200  # queued users whose state check_invariants asks for, per event
 
 
 @dataclass
@@ -67,6 +77,11 @@ class EventTruth:
     waiting: list[int] = field(default_factory=list)  # user ids in line order (seq)
     seqs: list[int] = field(default_factory=list)  # the seqs of `waiting`, same order
     parties: list[tuple[int, int, int]] = field(default_factory=list)  # (user, tickets, overtakes)
+    sales_open_at: datetime | None = None  # a scheduled on-sale's time (UTC, naive)
+    queueing: bool = False  # bookings queue for the opening at sales_open_at
+    queued_count: int = 0  # events.queued_count
+    queued_tickets: int = 0  # events.queued_tickets
+    queued: dict[int, int] = field(default_factory=dict)  # queue_entries: user -> tickets
 
     def status(self) -> dict:
         """What GET /api/events/status/{id} should answer."""
@@ -85,6 +100,10 @@ class EventTruth:
             "waitingTickets": self.waiting_tickets,
             "holdTtlSeconds": self.hold_ttl_seconds,
             "heldTickets": self.held_tickets,
+            "salesOpenAt": None if self.sales_open_at is None else rfc3339(self.sales_open_at),
+            "queueing": self.queueing,
+            "queuedCount": self.queued_count,
+            "queuedTickets": self.queued_tickets,
         }
 
     def waiting_list(self) -> dict:
@@ -130,6 +149,10 @@ def read_truth(database_url: str) -> tuple[dict[int, EventTruth], list[str]]:
                     held_back_tickets=row.held_back_tickets,
                     hold_ttl_seconds=row.hold_ttl_seconds,
                     held_tickets=row.held_tickets,
+                    sales_open_at=_datetime(row.sales_open_at),
+                    queueing=bool(row.queueing),
+                    queued_count=row.queued_count,
+                    queued_tickets=row.queued_tickets,
                 )
                 for row in conn.execute(
                     sa.text(
@@ -137,7 +160,8 @@ def read_truth(database_url: str) -> tuple[dict[int, EventTruth], list[str]]:
                         " waitlist_version, next_waiting_seq, sales_open, waitlist_mode,"
                         " offer_ttl_seconds, offered_tickets, max_tickets_per_booking,"
                         " max_overtakes, waiting_tickets, held_back_tickets, hold_ttl_seconds,"
-                        " held_tickets FROM events ORDER BY id"
+                        " held_tickets, sales_open_at, queueing, queued_count, queued_tickets"
+                        " FROM events ORDER BY id"
                     )
                 )
             }
@@ -176,6 +200,16 @@ def read_truth(database_url: str) -> tuple[dict[int, EventTruth], list[str]]:
                 events[event_id].waiting.append(user_id)
                 events[event_id].seqs.append(seq)
                 events[event_id].parties.append((user_id, tickets, overtakes))
+            for event_id, user_id, tickets in conn.execute(
+                sa.text(
+                    "SELECT event_id, user_id, tickets FROM queue_entries"
+                    " ORDER BY event_id, user_id"
+                )
+            ):
+                if event_id not in events:
+                    problems.append(f"user {user_id} queued for missing event {event_id}")
+                    continue
+                events[event_id].queued[user_id] = tickets
             for table, columns in (
                 ("bookings", "event_id, user_id"),
                 ("waiting_list_entries", "event_id, user_id"),
@@ -192,6 +226,11 @@ def read_truth(database_url: str) -> tuple[dict[int, EventTruth], list[str]]:
     finally:
         engine.dispose()
     return events, problems
+
+
+def _datetime(value) -> datetime | None:
+    """A DATETIME column read by raw SQL: SQLite gives its text."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 def event_violations(event: EventTruth) -> list[str]:
@@ -212,9 +251,13 @@ def event_violations(event: EventTruth) -> list[str]:
         found.append(f"{where}: offered_tickets {event.offered_tickets} != {offered} offered")
     if event.held_tickets != held:
         found.append(f"{where}: held_tickets {event.held_tickets} != {held} held")
-    kinds = [set(event.booked), set(event.waiting), set(event.offered), set(event.hold_tickets)]
+    kinds = [set(event.booked), set(event.waiting), set(event.offered), set(event.hold_tickets),
+             set(event.queued)]  # fmt: skip
     if sum(map(len, kinds)) != len(set().union(*kinds)):
-        found.append(f"{where}: a user holds two of a booking, a place, an offer and a hold")
+        found.append(
+            f"{where}: a user holds two of a booking, a place, an offer, a hold and a queued party"
+        )
+    found.extend(queue_violations(event, where))
     if not 0 <= event.available <= event.total:
         found.append(f"{where}: available_tickets {event.available} out of range")
     if event.waiting_count != waiting:
@@ -233,6 +276,28 @@ def event_violations(event: EventTruth) -> list[str]:
         found.append(
             f"{where}: seq {max(event.seqs)} not below next_waiting_seq {event.next_waiting_seq}"
         )
+    return found
+
+
+def queue_violations(event: EventTruth, where: str) -> list[str]:
+    """A scheduled on-sale's pre-queue: counted right, only while queueing, and queueing
+    means sales closed until a salesOpenAt."""
+    found = []
+    if event.queued_count != len(event.queued):
+        found.append(f"{where}: queued_count {event.queued_count} != {len(event.queued)} rows")
+    if event.queued_tickets != sum(event.queued.values()):
+        found.append(
+            f"{where}: queued_tickets {event.queued_tickets} != {sum(event.queued.values())}"
+        )
+    if min(event.queued.values(), default=1) < 1:
+        found.append(f"{where}: a queued party of no tickets: {event.queued}")
+    if event.queueing and (event.sales_open or event.sales_open_at is None):
+        found.append(
+            f"{where}: queueing with salesOpen {event.sales_open}, salesOpenAt"
+            f" {event.sales_open_at}"
+        )
+    if not event.queueing and event.queued:
+        found.append(f"{where}: not queueing, yet {len(event.queued)} parties queued")
     return found
 
 
@@ -267,6 +332,7 @@ def api_violations(
                     f"event {event.event_id}: API status {response.status_code}"
                     f" {response.text.strip()} != database {event.status()}"
                 )
+            found += queued_user_violations(client, event)
             if admin_headers is None:
                 continue
             for _ in range(waiting_list_reads):
@@ -281,6 +347,24 @@ def api_violations(
                     )
                     break
     return found
+
+
+def queued_user_violations(client: httpx.Client, event: EventTruth) -> list[str]:
+    """The queued users' states say queued, with their tickets (a large queue: a sample
+    spread over it)."""
+    users = sorted(event.queued)
+    if len(users) > QUEUED_USERS_ASKED:
+        users = users[:: -(-len(users) // QUEUED_USERS_ASKED)]
+    for user in users:
+        response = client.get(f"/api/events/{event.event_id}/users/{user}")
+        expected = {"eventId": event.event_id, "userId": user, "status": "queued",
+                    "tickets": event.queued[user]}  # fmt: skip
+        if response.status_code != 200 or response.json() != expected:
+            return [
+                f"event {event.event_id}: queued user {user}: API {response.status_code}"
+                f" {response.text.strip()} != database {expected}"
+            ]
+    return []
 
 
 def check_invariants(
@@ -356,13 +440,22 @@ class Replayed:
     every party served: it fitted the free tickets; every waiting party before it did
     not fit and could still be passed over (or was larger than the event), and exactly
     those count an overtake; a buyer who booked while others waited passed them all.
-    Between changes nobody who fits waits without a blocking party before them."""
+    Between changes nobody who fits waits without a blocking party before them.
+
+    A scheduled on-sale: parties queue only while the event queues, each user once, for
+    the event's salesOpenAt; nothing is booked, held or joins the line while it queues.
+    sale.opened takes the whole queue (its counts say so) and is followed by one fact per
+    queued party, `fromQueue`, with the tickets it queued, as many booked, held and
+    waitlisted as it says, before anything else the change does."""
 
     def __init__(self, data: dict):
+        queueing = bool(data.get("queueing", False))
         self.settings = {
             "name": data["eventName"],
             "total": data["totalTickets"],
-            "salesOpen": True,
+            "salesOpen": not queueing,
+            "salesOpenAt": data.get("salesOpenAt"),
+            "queueing": queueing,
             "mode": data.get("waitlistMode", "auto"),
             "ttl": data.get("offerTtlSeconds", 3600),
             "maxTickets": data.get("maxTicketsPerBooking", 10),
@@ -373,7 +466,11 @@ class Replayed:
         self.offered: dict[int, int] = {}
         self.held: dict[int, int] = {}  # checkout holds
         self.line: list[list[int]] = []  # [user, tickets, overtakes] in line order
+        self.queue: dict[int, int] = {}  # queued parties: user -> tickets
+        self.opening: dict[int, int] = {}  # the parties the opening took, not yet served
+        self.tally: dict[str, int] = {}  # what sale.opened said of them, counted down
         self.previous: str | None = None  # the type of the fact before
+        self.patch_opens = False  # an event.updated that opens the sale: sale.opened follows
 
     @property
     def free(self) -> int:
@@ -387,10 +484,11 @@ class Replayed:
             "line": self.line,
             "offered": self.offered,
             "held": self.held,
+            "queue": self.queue,
         }
 
     def apply(self, type_: str, user: int | None, data: dict) -> list[str]:
-        found = []
+        found = self.queued_facts(type_, user, data)
         served = type_ in ("booking.promoted", "offer.created")
         # Every change but its served parties ends in no idle fit; lapses settled together
         # are freed together before their one allocation.
@@ -403,6 +501,7 @@ class Replayed:
             or user in self.offered
             or user in self.held
             or self.place(user) is not None
+            or user in self.queue
         )
         tickets = data.get("tickets", 1)
         if type_ == "event.updated":
@@ -410,10 +509,17 @@ class Replayed:
                 ("eventName", "name"), ("totalTickets", "total"), ("salesOpen", "salesOpen"),
                 ("waitlistMode", "mode"), ("offerTtlSeconds", "ttl"),
                 ("maxTicketsPerBooking", "maxTickets"), ("maxOvertakes", "maxOvertakes"),
-                ("holdTtlSeconds", "holdTtl"),
+                ("holdTtlSeconds", "holdTtl"), ("salesOpenAt", "salesOpenAt"),
+                ("queueing", "queueing"),
             ):  # fmt: skip
                 if key in data:
                     self.settings[name] = data[key]
+            if data.get("queueing") and data.get("salesOpen") is not False:
+                found.append("an event that queues must close sales")
+            if data.get("queueing") is False:
+                if data.get("salesOpen") is not True:
+                    found.append("an event that stops queueing opens sales")
+                self.patch_opens = True
         elif type_ in ("booking.booked", "hold.created"):
             if held:
                 found.append("the user already held a booking, an offer, a hold or a place")
@@ -474,8 +580,85 @@ class Replayed:
                     found.append(f"claimed {tickets} + released != {offered} offered")
             elif tickets != offered:
                 found.append(f"{tickets} ended of an offer of {offered}")
+        elif type_ in ("queue.joined", "queue.left", "queue.reduced", "sale.opened"):
+            found += self.queue_fact(type_, user, data, held)
         elif type_ != "event.created":
             found.append("unknown type")
+        return found
+
+    def queued_facts(self, type_: str, user: int | None, data: dict) -> list[str]:
+        """Between sale.opened and its last queued party nothing else happens but the
+        parties their arrivals serve; each party served from the queue is one it took, with
+        its tickets, and the tally of outcomes is sale.opened's."""
+        found = []
+        if data.get("fromQueue"):
+            outcome = {"booking.booked": "booked", "hold.created": "held",
+                       "waitlist.joined": "waitlisted"}.get(type_)  # fmt: skip
+            if outcome is None:
+                found.append("fromQueue on a fact that serves no buyer")
+            elif self.opening.get(user) != data.get("tickets"):
+                found.append(f"served from the queue, which held {self.opening.get(user)}")
+            self.opening.pop(user, None)
+            self.tally[outcome] = self.tally.get(outcome, 0) - 1
+            if not self.opening and any(self.tally.values()):
+                found.append(f"sale.opened's counts are off by {self.tally}")
+        elif self.opening and type_ not in ("booking.promoted", "offer.created"):
+            found.append(f"before the opening served {sorted(self.opening)}")
+        elif self.patch_opens and type_ not in ("booking.promoted", "offer.created", "sale.opened"):
+            found.append("an event.updated that opens the sale, and no sale.opened after it")
+        elif self.settings["queueing"] and type_ in (
+            "booking.booked",
+            "hold.created",
+            "waitlist.joined",
+        ):
+            found.append("a buyer served while the event queues")
+        return found
+
+    def queue_fact(self, type_: str, user: int | None, data: dict, held: bool) -> list[str]:
+        found = []
+        tickets = data.get("tickets", 0)
+        if type_ == "queue.joined":
+            if not self.settings["queueing"]:
+                found.append("queued while the event does not queue")
+            if held:
+                found.append("the user already held something there, or was queued")
+            if data.get("salesOpenAt") != self.settings["salesOpenAt"]:
+                found.append(f"queued for {data.get('salesOpenAt')}, not the event's salesOpenAt")
+            if not 1 <= tickets <= self.settings["maxTickets"]:
+                most = self.settings["maxTickets"]
+                found.append(f"queued {tickets} (maxTicketsPerBooking {most})")
+            self.queue[user] = tickets
+        elif type_ in ("queue.left", "queue.reduced"):
+            queued = self.queue.get(user)
+            if queued is None:
+                return ["the user was not queued"]
+            remaining = queued - tickets
+            if remaining != data.get("remainingTickets") or (remaining == 0) != (
+                type_ == "queue.left"
+            ):
+                found.append(f"{tickets} of {queued} left the queue, remaining {data}")
+            if remaining > 0:
+                self.queue[user] = remaining
+            else:
+                del self.queue[user]
+        else:  # sale.opened: the queue is taken whole; the event is open from now on
+            if not (self.settings["queueing"] or self.patch_opens):
+                found.append("opened an event that did not queue")
+            if data.get("salesOpenAt") != self.settings["salesOpenAt"]:
+                found.append(f"opened for {data.get('salesOpenAt')}, not the event's salesOpenAt")
+            if (data.get("queuedParties"), data.get("queuedTickets")) != (
+                len(self.queue),
+                sum(self.queue.values()),
+            ):
+                found.append(f"sale.opened {data} with {self.queue} queued")
+            if self.opening:
+                found.append(f"opened again before serving {sorted(self.opening)}")
+            counts = {key: data.get(key, 0) for key in ("booked", "held", "waitlisted")}
+            if sum(counts.values()) != len(self.queue):
+                found.append(f"sale.opened counts {counts} for {len(self.queue)} parties")
+            self.opening, self.queue, self.tally = self.queue, {}, counts
+            self.settings.update(queueing=False, salesOpen=True)
+            self.patch_opens = False
         return found
 
     def place(self, user) -> int | None:
@@ -529,6 +712,9 @@ def journal_violations(database_url: str, events: dict[int, EventTruth]) -> list
             "maxTickets": event.max_tickets_per_booking,
             "maxOvertakes": event.max_overtakes,
             "holdTtl": event.hold_ttl_seconds,
+            "salesOpenAt": None if event.sales_open_at is None else rfc3339(event.sales_open_at),
+            "queueing": event.queueing,
+            "queue": event.queued,
             "booked": event.booked_tickets,
             "line": [list(party) for party in event.parties],
             "offered": event.offer_tickets,

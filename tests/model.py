@@ -1,5 +1,5 @@
-"""A reference model of the booking rules of issues 20 and 21: parties, a waiting list fair
-to them, and checkout holds.
+"""A reference model of the booking rules of issues 20, 21 and 22: parties, a waiting list
+fair to them, checkout holds, and a scheduled on-sale with a random pre-queue.
 
 Plain Python, no server and no database, written from the issues alone. The tests run it one
 change at a time in commit order and compare its answers, its tables and its journal with the
@@ -70,6 +70,48 @@ Choices where the issues are silent (the service should match them, or we change
   some) since the last change, nothing lapsed is left unsettled. Offers or holds set from
   outside without a `Deadline` (a model built from a database) never lapse.
 - The event.created fact is the test's to record (it knows the event's name and TTLs).
+
+The scheduled on-sale (issue 22, /work/notes/contract22.md):
+- `sales_open_at` is a time on the model's clock (None: no schedule); the model only
+  compares it with `now` (`ahead`), so a replay may give any comparable value, or override
+  `ahead`. `initialize(...)` is POST initialize: a salesOpenAt ahead makes the event
+  **queueing** (sales_open false); one passed is only noted (an ordinary open event).
+- While queueing a book that passes the refusals (sales-closed only when not queueing,
+  then already-booked / -offered / -held / -waiting, then already-queued with
+  `userTickets` and `salesOpenAt`, then too-many-tickets) queues the party: answer
+  {status: queued, tickets, salesOpenAt} (HTTP 202), fact queue.joined {tickets,
+  salesOpenAt}. The queue (`queue`, user -> tickets) has no order that matters. Cancel of
+  a queued party: all leaves (queue.left) or fewer shrinks it (queue.reduced), {tickets,
+  remainingTickets}; answer `left_queue` with the (empty) outcome lists; more than queued
+  is too-many-tickets (userTickets). No allocation runs: nothing was freed. A claim by a
+  queued user is no-offer. Its state is {status: queued, tickets}.
+- The opening happens once: in `settle` (so first in any change, a refused one too, after
+  the lapses; also the worker's empty change), at the first change once salesOpenAt is
+  not ahead of the clock. Reads (`status`, `user_state`) never open it: they show the
+  event queueing until a change does. PATCH opens it too (below).
+- The opening's order is random in the service: the model takes it as an input (`open
+  (order)`, or `next_order`, set before the change that opens; by default the order they
+  queued in). It must be exactly the queued users. The facts: sale.opened {salesOpenAt,
+  queuedParties, queuedTickets, booked, held, waitlisted} (user None), then each party in
+  that order served as a booking is now (`arrive`): booking.booked / hold.created /
+  waitlist.joined with `fromQueue: true` (and any waiting parties its walk serves, as a
+  booking's would). Then sales are open, and whatever comes next comes after them all.
+- PATCH (`change`): a salesOpenAt ahead (re)schedules: queueing true, salesOpen false, on
+  an open event too (from then on bookings queue); sent with salesOpen false too, the
+  same; with salesOpen true, 409 `queueing` (salesOpenAt: the time sent). On a queueing
+  event a salesOpenAt not ahead, or salesOpen true, or both, opens it now (salesOpenAt
+  stored as given, else the clock's `reading()`); salesOpen false (with a salesOpenAt not
+  ahead or alone) is 409 `queueing` (salesOpenAt: the event's). A salesOpenAt not ahead on
+  an event not queueing is only noted, salesOpen applied as before. The event.updated fact
+  holds what was sent plus, when the change schedules or opens, `queueing` and
+  `salesOpen` (and the salesOpenAt stored). The
+  change's own allocation runs with its settings applied, before the opening: so the
+  parties the PATCH serves are its own (its answer and fact list them), and each queued
+  party then meets a settled event, exactly as a booking would.
+- `violations()` adds: queueing => not sales_open and a salesOpenAt; not queueing => an
+  empty queue; queued parties of at least one ticket; one of booked / offered / held /
+  waiting / queued per user; and, unless the clock moved since the last change, no
+  opening left due.
 """
 
 import math
@@ -84,6 +126,8 @@ API_NAMES = {  # change()'s arguments as PATCH and event.updated name them
     "sales_open": "salesOpen",
     "hold_ttl": "holdTtlSeconds",
     "offer_ttl": "offerTtlSeconds",
+    "sales_open_at": "salesOpenAt",
+    "queueing": "queueing",  # not sent: what scheduling or opening sets, in the fact
 }
 BOUNDS = {
     "total": (0, 10**6),
@@ -165,6 +209,19 @@ class EventModel:
     joined: int = 0  # parties that joined the line so far (Party.seq)
     made: int = 0  # offers and holds made so far (Deadline.made)
     journal: list[tuple] = field(default_factory=list)  # (type, userId, data), commit order
+    sales_open_at: object = None  # the scheduled on-sale's time, on the clock (None: none)
+    queueing: bool = False  # bookings queue for the opening at sales_open_at
+    queue: dict[int, int] = field(default_factory=dict)  # queued parties: user -> tickets
+    next_order: list[int] | None = None  # the order the next opening serves the queue in
+
+    @classmethod
+    def initialize(cls, total: int, sales_open_at=None, **settings) -> "EventModel":
+        """POST initialize: a salesOpenAt ahead of the clock queues bookings until then; one
+        not ahead is only noted (an ordinary open event)."""
+        event = cls(total, sales_open_at=sales_open_at, **settings)
+        if sales_open_at is not None and event.ahead(sales_open_at):
+            event.queueing, event.sales_open = True, False
+        return event
 
     # --- reads ---
     @property
@@ -209,6 +266,10 @@ class EventModel:
             "waitlistMode": self.mode,
             "salesOpen": self.sales_open,
             "holdTtlSeconds": self.hold_ttl,
+            "salesOpenAt": self.sales_open_at,
+            "queueing": self.queueing,
+            "queuedCount": len(self.queue),
+            "queuedTickets": sum(self.queue.values()),
         }
 
     def user_state(self, user: int) -> dict:
@@ -222,6 +283,8 @@ class EventModel:
             position = self.position(user)
             return {"status": "waitlisted", "tickets": party.tickets, "position": position,
                     "overtakes": party.overtakes}  # fmt: skip
+        if user in self.queue:
+            return {"status": "queued", "tickets": self.queue[user]}
         return {"status": "none"}
 
     def due(self) -> list[int]:
@@ -235,6 +298,18 @@ class EventModel:
         return marked + sorted(timed, key=lambda u: (clock[u].expires, clock[u].seq))
 
     # --- time ---
+    def ahead(self, at) -> bool:
+        """Whether a salesOpenAt is still ahead of the clock."""
+        return at > self.now
+
+    def reading(self):
+        """The clock's time, as PATCH salesOpen: true stores it in salesOpenAt."""
+        return self.now
+
+    def opening_due(self) -> bool:
+        """The event queues and its hour has come: the next change opens it."""
+        return self.queueing and not self.ahead(self.sales_open_at)
+
     def advance(self, seconds: float) -> None:
         """The clock moves on; what lapses is settled by the next change."""
         if seconds < 0:
@@ -250,10 +325,14 @@ class EventModel:
         self.settled = False
 
     def settle(self) -> dict:
-        """What every change does first: what lapsed is freed together, then allocated once."""
+        """What every change does first: what lapsed is freed together, then allocated once;
+        then the on-sale opens if its hour has come."""
         users = self.due()
         self.lapsed, self.settled = set(), True
-        return self.lapse(users)
+        went = self.lapse(users)
+        if self.opening_due():
+            self.open()
+        return went
 
     def lapse(self, users) -> dict:
         """Offers and holds that lapse together are freed together, then the allocation runs
@@ -275,7 +354,7 @@ class EventModel:
     def book(self, user: int, tickets: int = 1) -> dict:
         checked(tickets)
         self.settle()
-        if not self.sales_open:
+        if not (self.sales_open or self.queueing):
             raise ModelRefusal("sales-closed")
         if user in self.booked:
             raise ModelRefusal("already-booked")
@@ -285,26 +364,60 @@ class EventModel:
             raise ModelRefusal("already-held", holdExpiresAt=self.expires_at(user))
         if position := self.position(user):
             raise ModelRefusal("already-waiting", position=position)
+        if user in self.queue:
+            raise ModelRefusal(
+                "already-queued", userTickets=self.queue[user], salesOpenAt=self.sales_open_at
+            )
         if tickets > self.max_tickets_per_booking:
             most = self.max_tickets_per_booking
             raise ModelRefusal(
                 "too-many-tickets", maxTicketsPerBooking=most, totalTickets=self.total
             )
+        if self.queueing:
+            self.queue[user] = tickets
+            self.record("queue.joined", user, tickets=tickets, salesOpenAt=self.sales_open_at)
+            return {"status": "queued", "tickets": tickets, "salesOpenAt": self.sales_open_at}
         return self.arrive(user, tickets)
 
-    def arrive(self, user: int, tickets: int) -> dict:
-        """Serve one party that passed the refusals: it joins the back and the allocation decides.
-        (Issue 22's opening will call this for each queued party, in the shuffled order.)"""
+    def arrive(self, user: int, tickets: int, from_queue: bool = False) -> dict:
+        """Serve one party that passed the refusals: it joins the back and the allocation
+        decides. The opening calls it for each queued party (`from_queue`), in its order."""
         self.joined += 1
         self.line.append(Party(user, tickets, seq=self.joined))
-        self.allocate("booking.booked", user, newcomer=user)
+        self.allocate("booking.booked", user, newcomer=user, from_queue=from_queue)
         if user in self.booked:
             return {"status": "booked", "tickets": tickets}
         if user in self.holds:
             return {"status": "held", "tickets": tickets, "holdExpiresAt": self.expires_at(user)}
         position = self.position(user)
-        self.record("waitlist.joined", user, tickets=tickets, position=position)
+        queued = {"fromQueue": True} if from_queue else {}
+        self.record("waitlist.joined", user, tickets=tickets, position=position, **queued)
         return {"status": "waitlisted", "position": position, "tickets": tickets}
+
+    def open(self, order: list[int] | None = None) -> dict:
+        """The opening: sales open and every queued party is served, in `order` (the
+        service's is random; default `next_order`, else the order they queued in), exactly
+        as a booking would be served now. Counts of parties booked, held and waitlisted."""
+        queued = list(self.queue)
+        if order is None:
+            order = queued if self.next_order is None else self.next_order
+        self.next_order = None
+        if sorted(order) != sorted(queued):
+            raise ValueError(f"the opening's order {order} is not the queued users {queued}")
+        parties = [(user, self.queue[user]) for user in order]
+        self.queue, self.queueing, self.sales_open = {}, False, True
+        data = self.record(
+            "sale.opened",
+            None,
+            salesOpenAt=self.sales_open_at,
+            queuedParties=len(parties),
+            queuedTickets=sum(tickets for _, tickets in parties),
+        )
+        counts = {"booked": 0, "held": 0, "waitlisted": 0}
+        for user, tickets in parties:
+            counts[self.arrive(user, tickets, from_queue=True)["status"]] += 1
+        data.update(counts)
+        return counts
 
     def cancel(self, user: int, tickets: int | None = None) -> dict:
         if tickets is not None:
@@ -326,6 +439,17 @@ class EventModel:
                 "released_hold", "hold.released")  # fmt: skip
             return self.freed(status, fact, user, self.end(user), 0)
         party = self.party(user)
+        if party is None and user in self.queue:  # nothing is freed: no allocation
+            given = self.taken(tickets, self.queue[user])
+            remaining = self.queue[user] - given
+            if remaining:
+                self.queue[user] = remaining
+            else:
+                del self.queue[user]
+            fact = "queue.reduced" if remaining else "queue.left"
+            self.record(fact, user, tickets=given, remainingTickets=remaining)
+            return {"status": "left_queue", "tickets": given, "remainingTickets": remaining,
+                    **outcome([], [])}  # fmt: skip
         if party is None:
             raise ModelRefusal("nothing-to-cancel", status=404)
         given = self.taken(tickets, party.tickets)
@@ -354,8 +478,10 @@ class EventModel:
                 "offeredUserIds": went["offeredUserIds"]}  # fmt: skip
 
     def change(self, total=None, max_overtakes=None, max_tickets_per_booking=None, mode=None,
-               sales_open=None, hold_ttl=None, offer_ttl=None) -> dict:  # fmt: skip
-        """PATCH: apply what was sent (None: not sent), then run the allocation."""
+               sales_open=None, hold_ttl=None, offer_ttl=None,
+               sales_open_at=None) -> dict:  # fmt: skip
+        """PATCH: apply what was sent (None: not sent), then run the allocation; a schedule
+        moved or opened as the module says (the opening after the allocation)."""
         sent = {n: v for n, v in dict(locals()).items() if n in API_NAMES and v is not None}
         if not sent or mode not in (None, "auto", "offer"):
             raise ModelRefusal("about:blank", status=400)
@@ -365,14 +491,29 @@ class EventModel:
         self.settle()
         if "total" in sent and sent["total"] < self.held:
             raise ModelRefusal("capacity-below-held", held=self.held)
+        opens = False
+        if "sales_open_at" in sent and self.ahead(sent["sales_open_at"]):
+            if sales_open:
+                raise ModelRefusal("queueing", salesOpenAt=sent["sales_open_at"])
+            sent.update(queueing=True, sales_open=False)
+        elif self.queueing:
+            if sales_open is False:
+                raise ModelRefusal("queueing", salesOpenAt=self.sales_open_at)
+            if "sales_open_at" in sent or sales_open:
+                sent.update(queueing=False, sales_open=True)
+                sent.setdefault("sales_open_at", self.reading())
+                opens = True
         for name, value in sent.items():
-            setattr(self, name, value)
+            if not (opens and name in ("queueing", "sales_open")):  # open() sets those
+                setattr(self, name, value)
         if "max_overtakes" in sent:
             for p in self.line:
                 p.grandfathered = p.overtakes
         data = self.record("event.updated", None, **{API_NAMES[n]: v for n, v in sent.items()})
         promoted, offered = self.allocate("event.updated", None)
         data.update(promotedUserIds=promoted, offeredUserIds=offered)
+        if opens:
+            self.open()
         return {"promotedUserIds": promoted, "offeredUserIds": offered}
 
     # --- the rule ---
@@ -399,21 +540,26 @@ class EventModel:
             served.append((party, [p.user for p in passed]))
         return served
 
-    def allocate(self, cause: str, cause_user: int | None, newcomer: int | None = None):
+    def allocate(self, cause: str, cause_user: int | None, newcomer: int | None = None,
+                 from_queue: bool = False):  # fmt: skip
         """Run the walk and give each served party its tickets: (promoted, offered) users."""
         promoted, offered = [], []
         for party, overtook in self.walk():
-            how = self.serve(party, overtook, cause, cause_user, newcomer)
+            how = self.serve(party, overtook, cause, cause_user, newcomer, from_queue)
             if how == "promoted":
                 promoted.append(party.user)
             elif how == "offered":
                 offered.append(party.user)
         return promoted, offered
 
-    def serve(self, party: Party, overtook: list[int], cause, cause_user, newcomer) -> str:
+    def serve(self, party: Party, overtook: list[int], cause, cause_user, newcomer,
+              from_queue=False) -> str:  # fmt: skip
         """A buyer present (the newcomer) books, or holds while paying when the event holds;
-        a waiting party is booked in auto mode and offered in offer mode."""
+        a waiting party is booked in auto mode and offered in offer mode. The opening's
+        parties are buyers present whose facts say `fromQueue`."""
         data = {"tickets": party.tickets, "overtookUserIds": overtook}
+        if party.user == newcomer and from_queue:
+            data["fromQueue"] = True
         if party.user == newcomer and self.hold_ttl:
             self.holds[party.user] = party.tickets
             self.start(party, self.hold_ttl)
@@ -468,11 +614,18 @@ class EventModel:
             found.append(
                 f"booked + offered + held + available = total: {self.held} taken of {self.total}"
             )
-        users = [*self.booked, *self.offered, *self.holds, *(p.user for p in self.line)]
+        users = [*self.booked, *self.offered, *self.holds, *(p.user for p in self.line),
+                 *self.queue]  # fmt: skip
         counts = [*self.booked.values(), *self.offered.values(), *self.holds.values(),
-                  *(p.tickets for p in self.line)]  # fmt: skip
+                  *(p.tickets for p in self.line), *self.queue.values()]  # fmt: skip
         if len(users) != len(set(users)) or min(counts, default=1) < 1:
             found.append(f"one state per user, whole parties: {users}, {counts}")
+        if self.queueing and (self.sales_open or self.sales_open_at is None):
+            found.append(f"queueing, so sales closed until salesOpenAt: {self.status()}")
+        if not self.queueing and self.queue:
+            found.append(f"a queue only while queueing: {self.queue}")
+        if self.settled and self.opening_due():
+            found.append(f"no opening left due after a change: {self.sales_open_at} at {self.now}")
         out = {*self.offered, *self.holds}
         for user in sorted(out | set(self.deadlines)):
             clock = self.deadlines.get(user)

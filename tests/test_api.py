@@ -70,6 +70,10 @@ def test_initialize_returns_the_event_and_where_it_lives(client, admin):
         "waitingTickets": 0,
         "holdTtlSeconds": 0,
         "heldTickets": 0,
+        "salesOpenAt": None,
+        "queueing": False,
+        "queuedCount": 0,
+        "queuedTickets": 0,
     }
     assert response.headers["Location"] == f"/api/events/status/{body['eventId']}"
     assert client.get(response.headers["Location"]).json == body
@@ -199,6 +203,10 @@ def test_book_until_sold_out_then_waitlist_in_order(client, admin):
         "waitingTickets": 2,
         "holdTtlSeconds": 0,
         "heldTickets": 0,
+        "salesOpenAt": None,
+        "queueing": False,
+        "queuedCount": 0,
+        "queuedTickets": 0,
     }
     assert waiting_list(client, admin, event_id) == [3, 4]
 

@@ -141,6 +141,10 @@ def test_1000_users_race_for_100_tickets(mysql_database_url, tmp_path, lock_mode
             "waitingTickets": 900,
             "holdTtlSeconds": 0,
             "heldTickets": 0,
+            "salesOpenAt": None,
+            "queueing": False,
+            "queuedCount": 0,
+            "queuedTickets": 0,
         }
         line = waiting_lists(server.url, event_id)[0]
         assert len(line) == 900

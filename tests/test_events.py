@@ -47,6 +47,10 @@ def test_an_event_reads_as_the_event_object(client, admin):
         "waitingTickets": 0,
         "holdTtlSeconds": 0,
         "heldTickets": 0,
+        "salesOpenAt": None,
+        "queueing": False,
+        "queuedCount": 0,
+        "queuedTickets": 0,
     }
     assert response.json == status(client, event_id)
 
@@ -155,6 +159,10 @@ def test_more_tickets_go_to_the_head_of_the_line_first(client, admin):
         "waitingTickets": 2,
         "holdTtlSeconds": 0,
         "heldTickets": 0,
+        "salesOpenAt": None,
+        "queueing": False,
+        "queuedCount": 0,
+        "queuedTickets": 0,
         "promotedUserIds": [3, 4, 5],
         "offeredUserIds": [],
     }

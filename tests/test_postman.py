@@ -31,6 +31,7 @@ FOLDERS = [
     "Offers",
     "Parties",
     "Checkout holds",
+    "Scheduled on-sale",
     "History",
     "Webhooks",
     "Metrics",

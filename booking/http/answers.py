@@ -43,6 +43,10 @@ def event(state: domain.EventState) -> dict:
         "waiting_tickets": state.waiting_tickets,
         "hold_ttl_seconds": state.hold_ttl_seconds,
         "held_tickets": state.held_tickets,
+        "sales_open_at": state.sales_open_at,
+        "queueing": state.queueing,
+        "queued_count": state.queued_count,
+        "queued_tickets": state.queued_tickets,
     }
 
 
@@ -59,8 +63,11 @@ def location(state: domain.EventState) -> dict:
     return {"Location": url_for("events.status", eventId=state.event_id)}
 
 
-def booking(result: domain.Booked | domain.Held | domain.Waitlisted) -> dict:
+def booking(result: domain.Booked | domain.Held | domain.Queued | domain.Waitlisted):
+    """A booking's answer; queued for a scheduled on-sale is 202 (not done yet)."""
     shaped = {"event_id": result.event_id, "user_id": result.user_id, "tickets": result.tickets}
+    if isinstance(result, domain.Queued):
+        return {"status": "queued", **shaped, "sales_open_at": result.sales_open_at}, 202
     if isinstance(result, domain.Waitlisted):
         return {"status": "waitlisted", **shaped, "position": result.position}
     if isinstance(result, domain.Held):
@@ -111,6 +118,7 @@ _SHAPES = {
     domain.EventState: event,
     domain.Booked: booking,
     domain.Held: booking,
+    domain.Queued: booking,
     domain.Waitlisted: booking,
     domain.Cancelled: cancellation,
     domain.Claimed: claimed,
@@ -139,6 +147,8 @@ def log_outcome(result) -> None:
         note(**_who(result), outcome="waitlisted", tickets=result.tickets)
     elif isinstance(result, domain.Held):
         note(**_who(result), outcome="held", tickets=result.tickets)
+    elif isinstance(result, domain.Queued):
+        note(**_who(result), outcome="queued", tickets=result.tickets)
     elif isinstance(result, domain.Booked):
         note(**_who(result), outcome="booked", tickets=result.tickets)
 
@@ -174,8 +184,9 @@ def answered(status: int, schema, headers=None, shape=None):
             extra = {}
         else:
             shaped = (shape or _SHAPES[type(result)])(result)
+            shaped, code = shaped if isinstance(shaped, tuple) else (shaped, status)
             response = current_app.json.response(schema().dump(shaped))
-            response.status_code = status
+            response.status_code = code
             extra = headers(result) if headers else {}
         body = response.get_data(as_text=True)
         return Answer(response.status_code, extra, body, response.content_type, refusal or result)

@@ -12,6 +12,7 @@ from ..sales.domain import (
     AlreadyBooked,
     AlreadyHeld,
     AlreadyOffered,
+    AlreadyQueued,
     AlreadyWaiting,
     BookingError,
     CapacityBelowHeld,
@@ -19,6 +20,7 @@ from ..sales.domain import (
     LockTimeout,
     NoOffer,
     NothingToCancel,
+    Queueing,
     SalesClosed,
     TooManyTickets,
     rfc3339,
@@ -41,6 +43,8 @@ _DOMAIN = {
     NoOffer: (409, "no-offer", "No offer to claim"),
     AlreadyOffered: (409, "already-offered", "An offer is waiting to be claimed"),
     AlreadyHeld: (409, "already-held", "Tickets are held for your checkout"),
+    AlreadyQueued: (409, "already-queued", "Already queued for the opening"),
+    Queueing: (409, "queueing", "Bookings queue for the opening"),
     TooManyTickets: (409, "too-many-tickets", "Too many tickets"),
     KeyReused: (422, "idempotency-key-reused", "Idempotency-Key reused"),
     KeyInFlight: (409, "idempotency-key-in-flight", "Idempotency-Key in use"),
@@ -62,6 +66,10 @@ def refusal(error: BookingError):
         extra["offerExpiresAt"] = rfc3339(error.expires_at)
     if isinstance(error, AlreadyHeld):
         extra["holdExpiresAt"] = rfc3339(error.expires_at)
+    if isinstance(error, AlreadyQueued):
+        extra["userTickets"] = error.tickets
+    if isinstance(error, AlreadyQueued | Queueing):
+        extra["salesOpenAt"] = rfc3339(error.sales_open_at)
     if isinstance(error, TooManyTickets):
         extra.update(error.extra)
     response = problem(status, title, str(error), slug, **extra)

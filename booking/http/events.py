@@ -1,7 +1,10 @@
 """The events blueprint: events (create, read, change, their line) and bookings on them
 (book, cancel, claim), and where a user stands. One blueprint is one tag of the spec;
 its routes are declared in the order the spec lists them, which is the order a client
-meets them (Postman's import of the spec runs them top to bottom)."""
+meets them (Postman's import of the spec runs them top to bottom).
+
+Request schemas are given as instances: given a class, webargs builds a new schema on
+every request (4% of a booking's CPU under load, docs/performance.md)."""
 
 from . import answers, examples
 from .answers import answered, keyed, respond
@@ -24,7 +27,7 @@ from .schemas import SETTINGS, BookingRequest, EventChangeRequest, InitializeReq
 
 @blp.post("/api/events/initialize")
 @admin_auth.login_required
-@blp.arguments(InitializeRequest, example=examples.INITIALIZE)
+@blp.arguments(InitializeRequest(), example=examples.INITIALIZE)
 @blp.response(201, EventSchema, example=examples.INITIALIZED)
 @blp.doc(
     security=ADMIN,
@@ -40,12 +43,19 @@ def initialize(body):
 
 
 @blp.post("/api/events/book")
-@blp.arguments(BookingRequest, example=examples.BOOK)
+@blp.arguments(BookingRequest(), example=examples.BOOK)
 @blp.response(201, BookingResult, example=examples.BOOKED)
+@blp.alt_response(
+    202,
+    schema=BookingResult,
+    example=examples.QUEUED,
+    description="Queued for a scheduled on-sale: the opening at salesOpenAt serves the"
+    " queue in a random order",
+)
 @blp.doc(
     parameters=KEYED,
     summary="Book tickets for a party (1 unless asked; held for checkout if the event says"
-    " so), or join the waiting list",
+    " so), join the waiting list, or queue for a scheduled on-sale",
 )
 @problems(400, 404, 409, 415, 422, 429, 503)
 def book(body):
@@ -64,7 +74,7 @@ def get_event(event_id):
 
 @blp.route(f"/api/events/{EVENT_ID}", methods=["PATCH"], parameters=[EVENT])
 @admin_auth.login_required
-@blp.arguments(EventChangeRequest, example=examples.CHANGE)
+@blp.arguments(EventChangeRequest(), example=examples.CHANGE)
 @blp.response(200, EventChangedSchema, example=examples.CHANGED)
 @blp.doc(
     security=ADMIN,
@@ -86,7 +96,7 @@ def change_event(body, event_id):
 
 
 @blp.post("/api/events/claim")
-@blp.arguments(BookingRequest, example=examples.BOOK)
+@blp.arguments(BookingRequest(), example=examples.BOOK)
 @blp.response(201, ClaimResult, example=examples.CLAIMED)
 @blp.doc(
     parameters=KEYED,
@@ -108,7 +118,7 @@ def status(event_id):
 
 
 @blp.get("/api/events")
-@blp.arguments(PageQuery, location="query")
+@blp.arguments(PageQuery(), location="query")
 @blp.response(200, EventsPageSchema, example=examples.EVENTS_PAGE)
 @blp.doc(summary="Events in ascending id order, a page at a time (keyset cursor)")
 @problems(400, 429, 503)
@@ -131,7 +141,7 @@ def user_state(event_id, user_id):
 
 
 @blp.get(f"/api/users/{USER_ID}/bookings", parameters=[USER])
-@blp.arguments(PageQuery, location="query")
+@blp.arguments(PageQuery(), location="query")
 @blp.response(200, UserBookingsPageSchema, example=examples.USER_BOOKINGS)
 @blp.doc(summary="A user's tickets and places in line, in ascending eventId, a page at a time")
 @problems(400, 404, 429, 503)
@@ -162,7 +172,7 @@ def waiting_list(event_id):
 
 
 @blp.post("/api/events/cancel")
-@blp.arguments(BookingRequest, example=examples.BOOK)
+@blp.arguments(BookingRequest(), example=examples.BOOK)
 @blp.response(200, CancelResult, example=examples.CANCELLED)
 @blp.doc(
     parameters=KEYED,

@@ -36,6 +36,10 @@ def _event(**changes) -> dict:
         "waitingTickets": 0,
         "holdTtlSeconds": HOLD_TTL,
         "heldTickets": 0,
+        "salesOpenAt": None,
+        "queueing": False,
+        "queuedCount": 0,
+        "queuedTickets": 0,
         **changes,
     }
 
@@ -58,6 +62,15 @@ BOOKED = {
     "status": "held",
     "tickets": PARTY,
     "holdExpiresAt": HOLD_EXPIRES_AT,
+}
+
+# A scheduled on-sale's booking before the opening (answered 202).
+QUEUED = {
+    "eventId": EVENT_ID,
+    "userId": USER_ID,
+    "status": "queued",
+    "tickets": PARTY,
+    "salesOpenAt": "2026-12-24T10:00:00.000Z",
 }
 
 EVENT = _event(availableTickets=0, heldTickets=PARTY)

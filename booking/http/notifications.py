@@ -60,7 +60,7 @@ def shaped(hook) -> dict:
 
 @blp.get(f"/api/events/{EVENT_ID}/history", parameters=[EVENT])
 @admin_auth.login_required
-@blp.arguments(PageQuery, location="query")
+@blp.arguments(PageQuery(), location="query")
 @blp.response(200, HistoryPageSchema, example=examples.HISTORY)
 @blp.doc(security=ADMIN, summary="The event's journal in commit order, a page at a time (admin)")
 @problems(400, 401, 404, 429, 503)
@@ -73,7 +73,7 @@ def history(query, event_id):
 
 @blp.post("/api/webhooks")
 @admin_auth.login_required
-@blp.arguments(WebhookRequest, example=examples.SUBSCRIBE)
+@blp.arguments(WebhookRequest(), example=examples.SUBSCRIBE)
 @blp.response(201, WebhookCreatedSchema, example=examples.SUBSCRIBED)
 @blp.doc(
     security=ADMIN,
@@ -89,7 +89,7 @@ def create_webhook(body):
 
 @blp.get("/api/webhooks")
 @admin_auth.login_required
-@blp.arguments(PageQuery, location="query")
+@blp.arguments(PageQuery(), location="query")
 @blp.response(200, WebhooksPageSchema, example=examples.WEBHOOKS_PAGE)
 @blp.doc(security=ADMIN, summary="Webhooks in id order, a page at a time (admin)")
 @problems(400, 401, 429, 503)
@@ -100,7 +100,7 @@ def list_webhooks(query):
 
 @blp.get(f"/api/webhooks/{WEBHOOK_ID}/deliveries", parameters=[WEBHOOK])
 @admin_auth.login_required
-@blp.arguments(PageQuery, location="query")
+@blp.arguments(PageQuery(), location="query")
 @blp.response(200, DeliveriesPageSchema, example=examples.DELIVERIES_PAGE)
 @blp.doc(security=ADMIN, summary="Every delivery attempt, oldest first (admin)")
 @problems(400, 401, 404, 429, 503)

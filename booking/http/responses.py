@@ -38,6 +38,23 @@ class EventSchema(StrictSchema):
         data_key="heldTickets",
         metadata={"description": "held for checkout; booked + offered + held + available = total"},
     )
+    sales_open_at = Rfc3339(
+        data_key="salesOpenAt",
+        allow_none=True,
+        metadata={"description": "a scheduled on-sale: when sales open (null: no schedule)"},
+    )
+    queueing = fields.Boolean(
+        metadata={
+            "description": "bookings queue for the opening at salesOpenAt (until the opening"
+            " commits), which serves them in a random order"
+        }
+    )
+    queued_count = fields.Integer(
+        data_key="queuedCount", metadata={"description": "parties queued for the opening"}
+    )
+    queued_tickets = fields.Integer(
+        data_key="queuedTickets", metadata={"description": "the queued parties' tickets"}
+    )
 
 
 def _promoted() -> fields.List:
@@ -81,9 +98,10 @@ class UserBookingSchema(StrictSchema):
     event_id = fields.Integer(data_key="eventId", required=True)
     event_name = fields.String(data_key="eventName", required=True)
     status = fields.String(
-        required=True, validate=validate.OneOf(["booked", "waitlisted", "offered", "held"])
+        required=True,
+        validate=validate.OneOf(["booked", "waitlisted", "offered", "held", "queued"]),
     )
-    tickets = _tickets("booked, waited for, offered or held")
+    tickets = _tickets("booked, waited for, offered, held or queued")
     position = fields.Integer(metadata={"description": "1-based place in line; waitlisted only"})
     overtakes = fields.Integer(
         metadata={"description": "waitlisted only: how often the party was passed over"}
@@ -103,10 +121,11 @@ class UserBookingsPageSchema(StrictSchema):
 class BookingResult(StrictSchema):
     status = fields.String(
         required=True,
-        validate=validate.OneOf(["booked", "held", "waitlisted"]),
+        validate=validate.OneOf(["booked", "held", "waitlisted", "queued"]),
         metadata={
             "description": "booked; held, when the event holds tickets for checkout (claim"
-            " them before holdExpiresAt); or waitlisted when they do not fit"
+            " them before holdExpiresAt); waitlisted when they do not fit; or queued (202)"
+            " for a scheduled on-sale's opening at salesOpenAt"
         },
     )
     event_id = fields.Integer(data_key="eventId", required=True)
@@ -116,13 +135,17 @@ class BookingResult(StrictSchema):
         metadata={"description": "1-based place in line (in parties); waitlisted only"}
     )
     hold_expires_at = _hold_expires()
+    sales_open_at = Rfc3339(
+        data_key="salesOpenAt",
+        metadata={"description": "queued only: when the opening serves the queue"},
+    )
 
 
 class CancelResult(StrictSchema):
     status = fields.String(
         required=True,
         validate=validate.OneOf(
-            ["cancelled", "declined_offer", "released_hold", "left_waiting_list"]
+            ["cancelled", "declined_offer", "released_hold", "left_waiting_list", "left_queue"]
         ),
     )
     event_id = fields.Integer(data_key="eventId", required=True)
@@ -131,7 +154,7 @@ class CancelResult(StrictSchema):
     remaining_tickets = fields.Integer(
         data_key="remainingTickets",
         required=True,
-        metadata={"description": "what the user still has there: booked, or waited for"},
+        metadata={"description": "what the user still has there: booked, waited for or queued"},
     )
     position = fields.Integer(
         metadata={"description": "left_waiting_list with remainingTickets: the party's place"}
@@ -169,9 +192,11 @@ class UserStateSchema(StrictSchema):
     user_id = fields.Integer(data_key="userId", required=True)
     status = fields.String(
         required=True,
-        validate=validate.OneOf(["booked", "waitlisted", "offered", "held", "none"]),
+        validate=validate.OneOf(["booked", "waitlisted", "offered", "held", "queued", "none"]),
     )
-    tickets = fields.Integer(metadata={"description": "booked, waited for, offered or held"})
+    tickets = fields.Integer(
+        metadata={"description": "booked, waited for, offered, held or queued"}
+    )
     position = fields.Integer(metadata={"description": "1-based place in line; waitlisted only"})
     overtakes = fields.Integer(
         metadata={"description": "waitlisted only: how often the party was passed over"}
@@ -227,8 +252,8 @@ class ProblemSchema(StrictSchema):
     user_tickets = fields.Integer(
         data_key="userTickets",
         metadata={
-            "description": "too-many-tickets on a cancel or claim: what the user has there"
-            " (an offer is declined whole)"
+            "description": "too-many-tickets on a cancel or claim, already-queued: what the"
+            " user has there (an offer is declined whole)"
         },
     )
     offer_expires_at = fields.String(
@@ -236,4 +261,8 @@ class ProblemSchema(StrictSchema):
     )
     hold_expires_at = fields.String(
         data_key="holdExpiresAt", metadata={"description": "already-held: when it lapses"}
+    )
+    sales_open_at = fields.String(
+        data_key="salesOpenAt",
+        metadata={"description": "already-queued, queueing: when the opening is"},
     )

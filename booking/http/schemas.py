@@ -2,6 +2,7 @@
 (the answers' schemas are in responses.py)."""
 
 import re
+from datetime import UTC, datetime
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
@@ -83,10 +84,32 @@ def _total_tickets(required: bool) -> fields.Integer:
 
 
 class Rfc3339(fields.DateTime):
-    """A UTC instant as RFC 3339 with milliseconds and a Z."""
+    """A UTC instant as RFC 3339 with milliseconds and a Z; read, any RFC 3339 time with
+    its offset (Z or +hh:mm), kept as UTC without a zone, as the columns store it."""
 
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else rfc3339(value)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        at = super()._deserialize(value, attr, data, **kwargs)
+        if at.tzinfo is None:
+            raise ValidationError("Needs a UTC offset, as RFC 3339 says: Z or +hh:mm.")
+        try:
+            return at.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # within a day of year 1 or 9999: as near as a column goes
+            return datetime.max if at.year > 1 else datetime.min
+
+
+def _sales_open_at(**kwargs) -> Rfc3339:
+    return Rfc3339(
+        data_key="salesOpenAt",
+        metadata={
+            "description": "a scheduled on-sale: until this time (RFC 3339) bookings queue,"
+            " and at it they are served in a random order; in the past: open now",
+            "example": "2026-12-24T10:00:00Z",
+        },
+        **kwargs,
+    )
 
 
 MODES = ["auto", "offer"]
@@ -157,6 +180,7 @@ SETTINGS = (
     "max_tickets_per_booking",
     "max_overtakes",
     "hold_ttl_seconds",
+    "sales_open_at",
 )
 MAX_HOLD_TTL = 24 * 3600
 
@@ -182,6 +206,7 @@ class InitializeRequest(StrictSchema):
     max_tickets_per_booking = _max_tickets_per_booking()
     max_overtakes = _max_overtakes()
     hold_ttl_seconds = _hold_ttl()
+    sales_open_at = _sales_open_at(allow_none=True)
 
 
 class EventChangeRequest(StrictSchema):
@@ -191,20 +216,26 @@ class EventChangeRequest(StrictSchema):
     total_tickets = _total_tickets(required=False)
     sales_open = JsonBoolean(
         data_key="salesOpen",
-        metadata={"description": "false: no new bookings or places in line", "example": False},
+        metadata={
+            "description": "false: no new bookings or places in line; true on a queueing"
+            " event: the opening, now",
+            "example": False,
+        },
     )
     waitlist_mode = _waitlist_mode()
     offer_ttl_seconds = _offer_ttl()
     max_tickets_per_booking = _max_tickets_per_booking()
     max_overtakes = _max_overtakes()
     hold_ttl_seconds = _hold_ttl()
+    sales_open_at = _sales_open_at()
 
     @validates_schema
     def not_empty(self, data, **kwargs):
         if not data:
             raise ValidationError(
                 "Send at least one of eventName, totalTickets, salesOpen, waitlistMode,"
-                " offerTtlSeconds, maxTicketsPerBooking, maxOvertakes, holdTtlSeconds."
+                " offerTtlSeconds, maxTicketsPerBooking, maxOvertakes, holdTtlSeconds,"
+                " salesOpenAt."
             )
 
 

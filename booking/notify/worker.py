@@ -5,9 +5,10 @@ purge old entries.
 is finished and recorded first); `--once` runs one pass. Any number of workers,
 on one host or many, can run at once:
 
-- lapsed offers of events nobody is changing are settled by an empty change on
-  the event (every batch settles its events' lapsed offers first, under the lock,
-  by the database's clock), so two workers settle nothing twice;
+- lapsed offers of events nobody is changing are settled, and on-sales whose hour
+  has come are opened, by an empty change on the event (every batch does both
+  first, under the lock, by the database's clock), so two workers settle or open
+  nothing twice;
 - the sequencer locks journal_sequence, so entry ids are given one pass at a time;
 - a webhook is delivered by the one worker holding its lease (delivery.py), a
   row in the database that lapses WEBHOOK_LEASE seconds after its holder stops
@@ -35,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..sales.domain import LockTimeout
 from ..storage import journal
 from ..storage import offers as offer_store
+from ..storage import queue as queue_store
 from ..storage import webhooks as webhook_store
 from . import sender
 from .delivery import Policy, Turn
@@ -109,12 +111,14 @@ class Worker:
         return bool(settled or sequenced or sent)
 
     def settle(self) -> int:
-        """Pass on the lapsed offers of events no change has touched since they lapsed."""
+        """Pass on the lapsed offers of events no change has touched since they lapsed,
+        and open the on-sales whose hour has come."""
         if self.service is None:
             return 0
         with self.engine.connect() as conn:
-            now = journal.database_now(conn)
-            events = offer_store.events_with_lapsed(conn, now, SETTLE_LIMIT)
+            now = self.service.clock.now(conn)
+            events = queue_store.events_due(conn, now, SETTLE_LIMIT)
+            events += offer_store.events_with_lapsed(conn, now, SETTLE_LIMIT)
         for event_id in events:
             if self.stopping.is_set():
                 break

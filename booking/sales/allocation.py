@@ -25,8 +25,27 @@ only max_overtakes times.
 """
 
 from .batch import Batch, EventView
-from .domain import OFFER, Booked, Held, Served, rfc3339
+from .domain import OFFER, Booked, Held, Served, Waitlisted, rfc3339
 from .waiting_lists import Party
+
+
+def serve_buyer(
+    tx: Batch, event: EventView, user_id: int, tickets: int, from_queue: bool = False
+) -> Booked | Held | Waitlisted:
+    """A buyer who is present (a booking, or a party the opening of a scheduled on-sale
+    serves: `from_queue`) books or holds what the allocation serves them at once, else
+    waits at the back of the line."""
+    if not event.waiting_count and tickets <= event.available_tickets:
+        # Nobody waits and the tickets are free: what the allocation would do, at once.
+        return serve_present(tx, event, user_id, tickets, [], from_queue)
+    party = tx.join(event, user_id, tickets)
+    _, present = allocate(tx, event, "booking.booked", user_id, party, from_queue)
+    if present is not None:
+        return present
+    position = event.waiting_count  # the newcomer is the last in line
+    fact = _queued(from_queue)
+    tx.record("waitlist.joined", event.id, user_id, tickets=tickets, position=position, **fact)
+    return Waitlisted(event.id, user_id, position, tickets)
 
 
 def allocate(
@@ -35,6 +54,7 @@ def allocate(
     cause: str,
     cause_user_id: int | None,
     newcomer: Party | None = None,
+    from_queue: bool = False,
 ) -> tuple[Served, Booked | Held | None]:
     """Serve what the free tickets can, by the rule above, journalling each party served
     (`cause`: the journal type of the change that ran it). A `newcomer` who just joined
@@ -57,7 +77,7 @@ def allocate(
         passed = tx.overtake(event, party.seq)
         tx.leave(event, party)
         if party is newcomer:
-            present = serve_present(tx, event, party.user_id, party.tickets, passed)
+            present = serve_present(tx, event, party.user_id, party.tickets, passed, from_queue)
         else:
             _serve(tx, event, party, passed, cause, cause_user_id, served)
         free = event.available_tickets
@@ -67,7 +87,12 @@ def allocate(
 
 
 def serve_present(
-    tx: Batch, event: EventView, user_id: int, tickets: int, passed: list[int]
+    tx: Batch,
+    event: EventView,
+    user_id: int,
+    tickets: int,
+    passed: list[int],
+    from_queue: bool = False,
 ) -> Booked | Held:
     """A buyer who is present and whom the free tickets serve books them, in either mode
     (offers are for those who wait); or, when the event holds bookings for payment
@@ -81,11 +106,24 @@ def serve_present(
             tickets=tickets,
             expiresAt=rfc3339(expires_at),
             overtookUserIds=passed,
+            **_queued(from_queue),
         )
         return Held(event.id, user_id, tickets, expires_at)
     tx.book(event, user_id, tickets)
-    tx.record("booking.booked", event.id, user_id, tickets=tickets, overtookUserIds=passed)
+    tx.record(
+        "booking.booked",
+        event.id,
+        user_id,
+        tickets=tickets,
+        overtookUserIds=passed,
+        **_queued(from_queue),
+    )
     return Booked(event.id, user_id, tickets)
+
+
+def _queued(from_queue: bool) -> dict:
+    """A fact of a party the opening served says so; other facts stay as they were."""
+    return {"fromQueue": True} if from_queue else {}
 
 
 def _serve(tx, event, party, passed, cause, cause_user_id, served: Served) -> None:

@@ -13,7 +13,6 @@ leaves the view as it found it. An event's line is the process's copy
 group commit drops the copies it touched (`touched_lines`).
 """
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection
@@ -21,38 +20,13 @@ from sqlalchemy import Connection
 from ..storage import journal, tickets
 from .batch_answers import BatchAnswers
 from .batch_offers import HOLD, OFFER, Offer, Offers
+from .batch_queue import Queue
 from .clock import Clock
+from .event_view import EventView, written
 from .line_changes import LineChanges
 from .waiting_lists import Party, WaitingLists
 
 Pair = tuple[int, int]  # (event_id, user_id)
-
-
-@dataclass(slots=True, eq=False)
-class EventView:
-    """An event's row as this batch sees it; `loaded` is the row as read (committed)."""
-
-    id: int
-    name: str
-    total_tickets: int
-    available_tickets: int
-    waiting_count: int
-    waitlist_version: int
-    next_waiting_seq: int
-    sales_open: bool
-    waitlist_mode: str
-    offer_ttl_seconds: int
-    offered_tickets: int
-    max_tickets_per_booking: int
-    max_overtakes: int
-    waiting_tickets: int
-    held_back_tickets: int
-    hold_ttl_seconds: int
-    held_tickets: int
-    loaded: object = None
-    changed: bool = False
-    line: LineChanges | None = None  # the line, fetched on first need
-    offers: Offers | None = None  # live offers, read on first need
 
 
 class Batch:
@@ -246,6 +220,35 @@ class Batch:
         """`count` tickets taken from an offer become free."""
         self.change_event(event, available_tickets=event.available_tickets + count)
 
+    # A scheduled on-sale's pre-queue (batch_queue.py, opening.py).
+
+    def queue(self, event: EventView) -> Queue:
+        if event.queue is None:
+            users = [user for (event_id, user) in self._booked if event_id == event.id]
+            event.queue = Queue.read(self.conn, event.id, users)
+        return event.queue
+
+    def queued(self, event: EventView, user_id: int) -> int | None:
+        """The tickets the user is queued with, or None."""
+        return self.queue(event).of(user_id) if event.queued_count else None
+
+    def enqueue(self, event: EventView, user_id: int, tickets: int) -> None:
+        """Queue the user's party, or (queued already) set its tickets; 0: it leaves."""
+        queue = self.queue(event)
+        before = queue.of(user_id)
+        queue.put(user_id, tickets or None)
+        self.change_event(
+            event,
+            queued_count=event.queued_count + (before is None) - (not tickets),
+            queued_tickets=event.queued_tickets - (before or 0) + tickets,
+        )
+
+    def take_queue(self, event: EventView) -> list[tuple[int, int]]:
+        """Every queued party (user_id, tickets); the queue is empty afterwards."""
+        parties = self.queue(event).take_all(self.conn, event.id)
+        self.change_event(event, queued_count=0, queued_tickets=0)
+        return parties
+
     # The end of the batch.
 
     def write(self) -> None:
@@ -269,8 +272,10 @@ class Batch:
                 event.line.write(self.conn, event.id, event.waitlist_version)
             if event.offers is not None:
                 event.offers.write(self.conn, event.id)
+            if event.queue is not None:
+                event.queue.write(self.conn, event.id)
         tickets.write_events(
-            self.conn, [_written(event) for event in self._events.values() if event.changed]
+            self.conn, [written(event) for event in self._events.values() if event.changed]
         )
         if self._facts:
             journal.append(self.conn, self._facts)
@@ -281,25 +286,3 @@ class Batch:
         for event in self._events.values():
             if event.line is not None:
                 self._waiting_lists.committed(event.id, event.waitlist_version)
-
-
-def _written(event: EventView) -> dict:
-    return {
-        "id": event.id,
-        "available": event.available_tickets,
-        "waiting": event.waiting_count,
-        "version": event.waitlist_version,
-        "next_seq": event.next_waiting_seq,
-        "name": event.name,
-        "total": event.total_tickets,
-        "sales_open": event.sales_open,
-        "mode": event.waitlist_mode,
-        "ttl": event.offer_ttl_seconds,
-        "offered": event.offered_tickets,
-        "max_tickets": event.max_tickets_per_booking,
-        "max_overtakes": event.max_overtakes,
-        "waiting_tickets": event.waiting_tickets,
-        "held_back": event.held_back_tickets,
-        "hold_ttl": event.hold_ttl_seconds,
-        "held": event.held_tickets,
-    }

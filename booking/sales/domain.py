@@ -35,6 +35,10 @@ class EventState:
     waiting_tickets: int = 0
     hold_ttl_seconds: int = 0
     held_tickets: int = 0
+    sales_open_at: datetime | None = None
+    queueing: bool = False  # bookings queue for the opening at sales_open_at
+    queued_count: int = 0  # parties
+    queued_tickets: int = 0
 
     @classmethod
     def of(cls, row) -> "EventState":
@@ -54,6 +58,10 @@ class EventState:
             row.waiting_tickets,
             row.hold_ttl_seconds,
             row.held_tickets,
+            row.sales_open_at,
+            bool(row.queueing),
+            row.queued_count,
+            row.queued_tickets,
         )
 
 
@@ -81,7 +89,7 @@ class EventsPage:
 class UserBooking:
     event_id: int
     event_name: str
-    status: str  # "booked", "waitlisted", "offered" or "held"
+    status: str  # "booked", "waitlisted", "offered", "held" or "queued"
     tickets: int
     position: int | None = None
     overtakes: int | None = None
@@ -114,6 +122,17 @@ class Held:
 
 
 @dataclass(frozen=True, slots=True)
+class Queued:
+    """A party queued for a scheduled on-sale: the opening will serve it, in a random
+    order among the queued (opening.py)."""
+
+    event_id: int
+    user_id: int
+    tickets: int
+    sales_open_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Waitlisted:
     event_id: int
     user_id: int
@@ -125,7 +144,7 @@ class Waitlisted:
 class Cancelled:
     """Tickets given back: `status` says what they were (cancelled: booked;
     declined_offer: offered; released_hold: held for checkout; left_waiting_list: a
-    place in line)."""
+    place in line; left_queue: a party queued for an on-sale)."""
 
     status: str
     event_id: int
@@ -149,7 +168,7 @@ class Claimed:
 class UserState:
     event_id: int
     user_id: int
-    status: str  # "booked", "waitlisted", "offered", "held" or "none"
+    status: str  # "booked", "waitlisted", "offered", "held", "queued" or "none"
     tickets: int | None = None
     position: int | None = None
     overtakes: int | None = None
@@ -190,6 +209,28 @@ class TooManyTickets(BookingError):
         self.extra = extra  # the limits that were crossed, for the problem's members
         noun = "ticket" if asked == 1 else "tickets"
         super().__init__(f"{asked} {noun} for event {event_id}: {detail}")
+
+
+class AlreadyQueued(BookingError):
+    def __init__(self, event_id: int, user_id: int, tickets: int, sales_open_at: datetime):
+        self.tickets, self.sales_open_at = tickets, sales_open_at
+        super().__init__(
+            f"User {user_id} is already queued for event {event_id} with {tickets}"
+            f" ticket{'' if tickets == 1 else 's'}; the opening at {rfc3339(sales_open_at)}"
+            " serves the queue in a random order."
+        )
+
+
+class Queueing(BookingError):
+    """Sales cannot be closed while the event queues for its opening, nor opened now while
+    a change schedules it."""
+
+    def __init__(self, event_id: int, sales_open_at: datetime, why: str):
+        self.sales_open_at = sales_open_at
+        super().__init__(
+            f"Event {event_id} queues bookings for its opening at {rfc3339(sales_open_at)}:"
+            f" {why}. Move salesOpenAt, or open now with salesOpen: true alone."
+        )
 
 
 class NothingToCancel(BookingError):

@@ -8,6 +8,11 @@ from sqlalchemy import Connection
 from ..storage import lines
 from .waiting_lists import LOG_KEPT, Party, WaitingList
 
+# A batch with more line ops than this (an opening that lines up thousands of parties)
+# is not logged: the ops would outgrow the log's TEXT column, and a copy that far behind
+# is read again faster than it replays them.
+LOG_OPS_MOST = 1000
+
 
 class LineChanges:
     __slots__ = ("changed", "joined", "left", "line", "ops", "overtaken_before")
@@ -66,5 +71,7 @@ class LineChanges:
             for seq in sorted(self.joined)
         ]
         lines.write(conn, event_id, self.left, self.overtaken_before, changed, joined)
+        if len(self.ops) > LOG_OPS_MOST:
+            return  # other copies miss this version, so they read the line again
         ops = json.dumps(self.ops, separators=(",", ":"))
         lines.log_change(conn, event_id, version, ops, LOG_KEPT)

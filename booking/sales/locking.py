@@ -35,7 +35,7 @@ T = TypeVar("T")
 LOCK_TABLES = (
     "LOCK TABLES events WRITE, bookings WRITE, waiting_list_entries WRITE,"
     " idempotency_keys WRITE, journal_entries WRITE, offers WRITE,"
-    " waiting_list_changes WRITE"
+    " waiting_list_changes WRITE, queue_entries WRITE"
 )
 DEADLOCK = 1213  # ER_LOCK_DEADLOCK, SQLSTATE 40001; Galera's certification failure too
 

@@ -14,14 +14,17 @@ the waiting parties by the allocation: booked for them in "auto" mode, offered
 """
 
 from dataclasses import replace
+from datetime import datetime
 
-from .allocation import allocate, listed, serve_present
+from . import opening
+from .allocation import allocate, listed, serve_buyer
 from .batch import Batch, EventView
 from .batch_offers import HOLD
 from .domain import (
     AlreadyBooked,
     AlreadyHeld,
     AlreadyOffered,
+    AlreadyQueued,
     AlreadyWaiting,
     Booked,
     Cancelled,
@@ -33,6 +36,8 @@ from .domain import (
     Held,
     NoOffer,
     NothingToCancel,
+    Queued,
+    Queueing,
     SalesClosed,
     TooManyTickets,
     Waitlisted,
@@ -49,13 +54,19 @@ SETTINGS = {
     "max_tickets_per_booking": "maxTicketsPerBooking",
     "max_overtakes": "maxOvertakes",
     "hold_ttl_seconds": "holdTtlSeconds",
+    "sales_open_at": "salesOpenAt",
 }
 
 
 def create(tx: Batch, settings: dict) -> EventState:
-    """A new event; `settings` has every key of SETTINGS but sales_open."""
-    event_id = tx.create_event(settings)
-    tx.record("event.created", event_id, **{SETTINGS[k]: v for k, v in settings.items()})
+    """A new event; `settings` has every key of SETTINGS but sales_open. A sales_open_at
+    ahead makes it queue bookings until then; one in the past is only noted."""
+    at = settings["sales_open_at"]
+    queueing = at is not None and at > tx.now()
+    event_id = tx.create_event({**settings, "sales_open": not queueing, "queueing": queueing})
+    scheduled = {"queueing": queueing} if at is not None else {}  # else as it was sent
+    given = {k: v for k, v in settings.items() if k != "sales_open_at" or v is not None}
+    tx.record("event.created", event_id, **_as_facts(given), **scheduled)
     total = settings["total_tickets"]
     return EventState(
         event_id,
@@ -63,7 +74,7 @@ def create(tx: Batch, settings: dict) -> EventState:
         total,
         total,
         0,
-        True,
+        not queueing,
         settings["waitlist_mode"],
         settings["offer_ttl_seconds"],
         0,
@@ -71,12 +82,16 @@ def create(tx: Batch, settings: dict) -> EventState:
         settings["max_overtakes"],
         0,
         settings["hold_ttl_seconds"],
+        sales_open_at=at,
+        queueing=queueing,
     )
 
 
-def book(tx: Batch, event_id: int, user_id: int, tickets: int = 1) -> Booked | Held | Waitlisted:
+def book(
+    tx: Batch, event_id: int, user_id: int, tickets: int = 1
+) -> Booked | Held | Queued | Waitlisted:
     event = existing(tx.event(event_id), event_id)
-    if not event.sales_open:
+    if not (event.sales_open or event.queueing):
         raise SalesClosed(event_id)
     if tx.booked(event, user_id):
         raise AlreadyBooked(event_id, user_id)
@@ -86,6 +101,8 @@ def book(tx: Batch, event_id: int, user_id: int, tickets: int = 1) -> Booked | H
         raise AlreadyOffered(event_id, user_id, offer.expires_at)
     if (party := tx.place(event, user_id)) is not None:
         raise AlreadyWaiting(event_id, user_id, tx.line(event).line.position(party.seq))
+    if (queued := tx.queued(event, user_id)) is not None:
+        raise AlreadyQueued(event_id, user_id, queued, event.sales_open_at)
     if tickets > event.max_tickets_per_booking:
         raise TooManyTickets(
             event_id,
@@ -94,16 +111,9 @@ def book(tx: Batch, event_id: int, user_id: int, tickets: int = 1) -> Booked | H
             maxTicketsPerBooking=event.max_tickets_per_booking,
             totalTickets=event.total_tickets,
         )
-    if not event.waiting_count and tickets <= event.available_tickets:
-        # Nobody waits and the tickets are free: what the allocation would do, at once.
-        return serve_present(tx, event, user_id, tickets, [])
-    party = tx.join(event, user_id, tickets)
-    _, present = allocate(tx, event, "booking.booked", user_id, newcomer=party)
-    if present is not None:
-        return present
-    position = event.waiting_count  # the newcomer is the last in line
-    tx.record("waitlist.joined", event_id, user_id, tickets=tickets, position=position)
-    return Waitlisted(event_id, user_id, position, tickets)
+    if event.queueing:
+        return opening.queue(tx, event, user_id, tickets)
+    return serve_buyer(tx, event, user_id, tickets)
 
 
 def cancel(tx: Batch, event_id: int, user_id: int, tickets: int | None = None) -> Cancelled:
@@ -145,6 +155,9 @@ def cancel(tx: Batch, event_id: int, user_id: int, tickets: int | None = None) -
         if still is None:
             return left
         return replace(left, position=tx.line(event).line.position(still.seq))
+    if (queued := tx.queued(event, user_id)) is not None:
+        count = _some_of(event_id, queued, tickets, "queued for")
+        return opening.leave_queue(tx, event, user_id, count, queued)
     raise NothingToCancel(event_id, user_id)
 
 
@@ -167,6 +180,13 @@ def claim(tx: Batch, event_id: int, user_id: int, tickets: int | None = None) ->
     served, _ = allocate(tx, event, cause, user_id)
     fact.update(listed(served))
     return Claimed(event_id, user_id, count, released, served)
+
+
+def settle(tx: Batch) -> None:
+    """Before a batch's changes, what time has ended: lapsed offers and holds are freed,
+    then the on-sales whose hour has come open."""
+    settle_lapsed_offers(tx)
+    opening.open_due_sales(tx)
 
 
 def settle_lapsed_offers(tx: Batch) -> None:
@@ -208,13 +228,46 @@ def change_event(tx: Batch, event_id: int, **values) -> EventChanged:
     total = given.get("total_tickets")
     if total is not None and total < taken:
         raise CapacityBelowHeld(event_id, total, taken)
-    fact = tx.record("event.updated", event_id, **{SETTINGS[k]: v for k, v in given.items()})
+    opens = _schedule(tx, event, given)
+    fact = tx.record("event.updated", event_id, **_as_facts(given))
     if total is not None:
         given["available_tickets"] = event.available_tickets + total - event.total_tickets
     tx.change_event(event, **given)
     served, _ = allocate(tx, event, "event.updated", None)
     fact.update(promotedUserIds=served.promoted_user_ids, offeredUserIds=served.offered_user_ids)
+    if opens:  # after what the change itself serves, as a later change would be
+        opening.open_sales(tx, event)
     return EventChanged(EventState.of(event), served)
+
+
+def _schedule(tx: Batch, event: EventView, given: dict) -> bool:
+    """What a change to salesOpenAt or salesOpen means for a scheduled on-sale (it adds
+    `queueing` to `given` when that changes); True if the event opens now. A time ahead
+    queues bookings until then; a time passed, or salesOpen true, opens a queueing event
+    now; salesOpen false while queueing (or true with a time ahead) is refused."""
+    at, sales_open = given.get("sales_open_at"), given.get("sales_open")
+    if at is not None and at > tx.now():
+        if sales_open:
+            raise Queueing(event.id, at, "sales cannot open now and at salesOpenAt too")
+        given.update(queueing=True, sales_open=False)
+        return False
+    if not event.queueing:
+        return False
+    if sales_open is False:
+        raise Queueing(event.id, event.sales_open_at, "salesOpen cannot be false meanwhile")
+    if at is None and sales_open is None:
+        return False  # other settings only
+    given.update(sales_open=True, queueing=False)
+    given.setdefault("sales_open_at", tx.now())
+    return True
+
+
+def _as_facts(settings: dict) -> dict:
+    """Settings as the journal names them, times as RFC 3339."""
+    return {
+        SETTINGS.get(name, name): rfc3339(value) if isinstance(value, datetime) else value
+        for name, value in settings.items()
+    }
 
 
 def _freed(tx: Batch, event: EventView, status, cause, user_id, count, remaining) -> Cancelled:

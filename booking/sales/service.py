@@ -7,6 +7,7 @@ from sqlalchemy import Engine
 
 from ..storage import lines, tickets
 from ..storage import offers as offer_store
+from ..storage import queue as queue_store
 from . import rules
 from .clock import Clock
 from .domain import (
@@ -17,6 +18,7 @@ from .domain import (
     EventsPage,
     EventState,
     Held,
+    Queued,
     UserBooking,
     UserBookingsPage,
     UserState,
@@ -36,6 +38,7 @@ DEFAULTS = {
     "max_tickets_per_booking": 10,
     "max_overtakes": 3,
     "hold_ttl_seconds": 0,
+    "sales_open_at": None,
 }
 
 
@@ -58,7 +61,7 @@ class BookingService:
             engine,
             lock,
             waiting_lists,
-            before=rules.settle_lapsed_offers,
+            before=rules.settle,
             clock=self.clock,
             **batching,
         )
@@ -78,7 +81,7 @@ class BookingService:
 
     def book(
         self, event_id: int, user_id: int, tickets: int = 1, key: Key | None = None
-    ) -> Booked | Held | Waitlisted:
+    ) -> Booked | Held | Queued | Waitlisted:
         rule = lambda tx: rules.book(tx, event_id, user_id, tickets)  # noqa: E731
         return self.changes.run(event_id, user_id, rule, key)
 
@@ -95,8 +98,9 @@ class BookingService:
         return self.changes.run(event_id, user_id, rule, key)
 
     def settle(self, event_id: int) -> None:
-        """Free the event's lapsed offers and holds (every batch does that first: this is
-        an empty change for events nobody else is changing; the worker sends it)."""
+        """Free the event's lapsed offers and holds, open its sales if their hour has come
+        (every batch does that first: this is an empty change for events nobody else is
+        changing; the worker sends it)."""
         self.changes.run(event_id, None, lambda tx: None)
 
     def status(self, event_id: int) -> EventState:
@@ -117,7 +121,9 @@ class BookingService:
             found = []
             for event_id, name, count, seq, overtakes, expires_at, kind in rows:
                 held = (event_id, name)
-                if kind == "hold":
+                if kind == tickets.QUEUED:
+                    found.append(UserBooking(*held, "queued", count))
+                elif kind == "hold":
                     found.append(UserBooking(*held, "held", count, hold_expires_at=expires_at))
                 elif expires_at is not None:
                     found.append(UserBooking(*held, "offered", count, offer_expires_at=expires_at))
@@ -146,6 +152,10 @@ class BookingService:
                         event_id, user_id, "offered", count, offer_expires_at=expires_at
                     )
             place = lines.place(conn, event_id, user_id) if event.waiting_count else None
+            if place is None and event.queued_count:
+                queued = queue_store.of_user(conn, event_id, user_id)
+                if queued is not None:
+                    return UserState(event_id, user_id, "queued", queued)
         if place is None:
             return UserState(event_id, user_id, "none")
         position, count, overtakes = place

@@ -181,10 +181,10 @@ class WaitingLists:
     def _catch_up(self, conn: Connection, event, line: WaitingList) -> WaitingList | None:
         """Replay the logged changes the copy missed; None if the log no longer has them."""
         changes = lines.changes_after(conn, event.id, line.version)
-        if (
-            not changes
-            or changes[0][0] != line.version + 1
-            or changes[-1][0] != event.waitlist_version
+        # Every version since the copy's, none left out (a batch too large to log is not);
+        # a copy ahead of the row (an event id reused after a restore) has none to replay.
+        if not changes or [version for version, _ in changes] != list(
+            range(line.version + 1, event.waitlist_version + 1)
         ):
             return None
         for _, ops in changes:

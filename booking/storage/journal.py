@@ -40,6 +40,10 @@ TYPES = (
     "hold.claimed",
     "hold.released",
     "hold.expired",
+    "queue.joined",
+    "queue.left",
+    "queue.reduced",
+    "sale.opened",
 )
 
 _INSERT = journal.insert()

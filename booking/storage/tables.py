@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
     true,
 )
@@ -42,6 +43,9 @@ class Model(DeclarativeBase):
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 MYSQL_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+# Millisecond-or-better timestamps from the database's clock (the one clock every
+# host shares); the MySQL session runs in UTC (database.py).
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 class Event(Model):
@@ -53,6 +57,8 @@ class Event(Model):
             name="available_within_total",
         ),
         CheckConstraint("waiting_count >= 0", name="waiting_not_negative"),
+        # The worker's look for openings that are due (storage/queue.py).
+        Index("ix_events_sales_open_at", "sales_open_at"),
         {"sqlite_autoincrement": True, **MYSQL_OPTIONS},
     )
 
@@ -86,6 +92,12 @@ class Event(Model):
     # once), and the tickets held now. booked + offered + held + available = total.
     hold_ttl_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     held_tickets: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A scheduled on-sale (sales/opening.py): when sales open (UTC; NULL: no schedule),
+    # whether bookings queue for that opening now, and the queued parties and tickets.
+    sales_open_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    queueing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    queued_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    queued_tickets: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
 
@@ -175,11 +187,6 @@ class IdempotencyRecord(Model):
 
 
 idempotency_keys = IdempotencyRecord.__table__
-
-
-# Millisecond-or-better timestamps from the database's clock (the one clock every
-# host shares); the MySQL session runs in UTC (database.py).
-Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 class JournalEntry(Model):
@@ -289,8 +296,27 @@ class Offer(Model):
     expires_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
+class QueueEntry(Model):
+    """A party queued for a scheduled on-sale, until the opening serves it in a random
+    order: no place, no arrival time, nothing that could order it."""
+
+    __tablename__ = "queue_entries"
+    __table_args__ = (
+        Index("ix_queue_entries_user_event", "user_id", "event_id"),
+        CheckConstraint("tickets >= 1", name="tickets_positive"),
+        MYSQL_OPTIONS,
+    )
+
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("events.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tickets: Mapped[int] = mapped_column(Integer)
+
+
 journal = JournalEntry.__table__
 offers = Offer.__table__
+queue = QueueEntry.__table__
 journal_sequence = JournalSequence.__table__
 webhooks = Webhook.__table__
 deliveries = WebhookDelivery.__table__

@@ -9,6 +9,7 @@ table (per event for deletes); each uses an index, none scans a whole event.
 """
 
 import functools
+from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import (
@@ -25,7 +26,7 @@ from sqlalchemy import (
     update,
 )
 
-from .tables import bookings, events, offers, waiting
+from .tables import bookings, events, offers, queue, waiting
 
 _EVENT = bindparam("event_id")
 _USER = bindparam("user_id")
@@ -50,6 +51,10 @@ EVENT_COLUMNS = (
     events.c.held_back_tickets,
     events.c.hold_ttl_seconds,
     events.c.held_tickets,
+    events.c.sales_open_at,
+    events.c.queueing,
+    events.c.queued_count,
+    events.c.queued_tickets,
 )
 
 
@@ -73,6 +78,10 @@ class EventRow(NamedTuple):
     held_back_tickets: int
     hold_ttl_seconds: int
     held_tickets: int
+    sales_open_at: datetime | None
+    queueing: bool
+    queued_count: int
+    queued_tickets: int
 
 
 _SELECT_EVENT = select(*EVENT_COLUMNS).where(events.c.id == _EVENT)
@@ -140,6 +149,10 @@ _WRITTEN = {
     "held_back_tickets": "held_back",
     "hold_ttl_seconds": "hold_ttl",
     "held_tickets": "held",
+    "sales_open_at": "sales_open_at",
+    "queueing": "queueing",
+    "queued_count": "queued",
+    "queued_tickets": "queued_tickets",
 }
 
 
@@ -169,9 +182,10 @@ _EVENTS_AFTER = (
     .order_by(events.c.id)
     .limit(bindparam("limit"))
 )
-# A user's tickets, places, offers and holds in event order, from the (user_id, event_id)
-# indexes: (event_id, name, tickets, seq and overtakes of a place, expiry and kind of an
-# offer or hold).
+QUEUED = "queued"  # the kind of a user's holding that is a party in a pre-queue
+# A user's tickets, places, offers, holds and queued parties in event order, from the
+# (user_id, event_id) indexes: (event_id, name, tickets, seq and overtakes of a place,
+# expiry and kind of an offer or hold, or QUEUED).
 _AFTER = bindparam("after_id")
 # Typed, so the union's column reads back as a datetime on every backend.
 _NO_EXPIRY = literal(None, type_=offers.c.expires_at.type).label("expires")
@@ -211,6 +225,17 @@ _USER_HOLDINGS = (
         )
         .join(events, events.c.id == offers.c.event_id)
         .where(offers.c.user_id == _USER, offers.c.event_id > _AFTER),
+        select(
+            queue.c.event_id,
+            events.c.name,
+            queue.c.tickets,
+            null(),
+            null(),
+            null(),
+            literal(QUEUED, type_=offers.c.kind.type),
+        )
+        .join(events, events.c.id == queue.c.event_id)
+        .where(queue.c.user_id == _USER, queue.c.event_id > _AFTER),
     )
     .order_by("event_id")
     .limit(bindparam("limit"))
@@ -231,6 +256,8 @@ def create_event(conn: Connection, values: dict) -> int:
         "waiting_tickets": 0,
         "held_back_tickets": 0,
         "held_tickets": 0,
+        "queued_count": 0,
+        "queued_tickets": 0,
         **values,
     }
     return conn.execute(_INSERT_EVENT, row).inserted_primary_key[0]
