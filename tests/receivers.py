@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -150,3 +151,20 @@ class WorkerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextmanager
+def worker_processes(database_url: str, directory: Path, suffix: str = ".log", **env):
+    """Makes `flask worker` processes (not started), each with `env` and its output in
+    `directory`/NAME`suffix`; SIGKILLs every one made when the block ends."""
+    made: list[WorkerProcess] = []
+
+    def make(name: str = "worker") -> WorkerProcess:
+        made.append(WorkerProcess(database_url, directory / f"{name}{suffix}", **env))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for process in made:
+            process.stop(signal.SIGKILL)

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 
 from .conftest import ADMIN_PASSWORD, basic_auth, wipe
 from .invariants import check_invariants
-from .receivers import WorkerProcess
+from .receivers import worker_processes
 from .servers import Gunicorn
 from .storm import Call, run_storm
 
@@ -64,22 +64,10 @@ def server(mysql_database_url, tmp_path, lock_mode):
 @pytest.fixture
 def worker(mysql_database_url, tmp_path, lock_mode):
     """A `flask worker` process (not started) in the server's lock mode."""
-    made = []
-
-    def make(name: str = "worker") -> WorkerProcess:
-        made.append(
-            WorkerProcess(
-                mysql_database_url,
-                tmp_path / f"{name}.log",
-                BOOKING_LOCK=lock_mode,
-                LOG_LEVEL="WARNING",
-            )
-        )
-        return made[-1]
-
-    yield make
-    for process in made:
-        process.stop(signal.SIGKILL)
+    with worker_processes(
+        mysql_database_url, tmp_path, BOOKING_LOCK=lock_mode, LOG_LEVEL="WARNING"
+    ) as make:
+        yield make
 
 
 # The service, over HTTP.

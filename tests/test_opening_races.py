@@ -38,7 +38,7 @@ from booking.storage import journal as journal_store
 
 from .conftest import ADMIN_PASSWORD, basic_auth, wipe
 from .invariants import check_invariants
-from .receivers import WorkerProcess
+from .receivers import WorkerProcess, worker_processes
 from .servers import Gunicorn, worker_pids
 from .storm import Call, run_storm
 from .test_hold_races import database_clock, query, wait_until
@@ -78,23 +78,15 @@ def server(mysql_database_url, tmp_path, lock_mode):
 @pytest.fixture
 def worker(mysql_database_url, tmp_path, lock_mode):
     """A `flask worker` process (not started) in the server's lock mode."""
-    made = []
-
-    def make(name: str = "worker") -> WorkerProcess:
-        made.append(
-            WorkerProcess(
-                mysql_database_url,
-                tmp_path / f"{name}.out",
-                BOOKING_LOCK=lock_mode,
-                LOCK_TIMEOUT=LOCK_TIMEOUT,
-                LOG_LEVEL="INFO",
-            )
-        )
-        return made[-1]
-
-    yield make
-    for process in made:
-        process.stop(signal.SIGKILL)
+    with worker_processes(
+        mysql_database_url,
+        tmp_path,
+        ".out",
+        BOOKING_LOCK=lock_mode,
+        LOCK_TIMEOUT=LOCK_TIMEOUT,
+        LOG_LEVEL="INFO",
+    ) as make:
+        yield make
 
 
 # The service, over HTTP.

@@ -10,6 +10,7 @@ MemoryStorage.get drops an expired counter when it is read, the sweep only frees
 """
 
 import threading
+import time
 from typing import ClassVar
 
 from limits.storage import MemoryStorage
@@ -23,12 +24,12 @@ class SweptMemoryStorage(MemoryStorage):
 
     def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options):
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-        self._stopped = threading.Event()
         threading.Thread(target=self._sweep, name="ratelimit-sweep", daemon=True).start()
 
     def _MemoryStorage__schedule_expiry(self) -> None:  # what every hit called
         pass
 
     def _sweep(self) -> None:
-        while not self._stopped.wait(SWEEP_SECONDS):
+        while True:  # a daemon thread: it ends with the process
+            time.sleep(SWEEP_SECONDS)
             self._MemoryStorage__expire_events()

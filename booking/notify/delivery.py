@@ -95,8 +95,7 @@ class Turn:
                         self._record_failure(row.entry_id, outcome)
                     return attempts  # failed (retried later), disabled, or the lease was lost
             finally:
-                if delivered and self.delivered_up_to < delivered[-1][0]:
-                    self._record_delivered(delivered)
+                self._record_delivered(delivered)  # what is not recorded yet
             if len(rows) < PAGE:
                 # Nothing else up to the horizon is wanted: move the cursor past it, so
                 # an idle filtered webhook does not hold back the journal's purge.

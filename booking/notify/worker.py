@@ -117,8 +117,9 @@ class Worker:
             return 0
         with self.engine.connect() as conn:
             now = self.service.clock.now(conn)
-            events = queue_store.events_due(conn, now, SETTLE_LIMIT)
-            events += offer_store.events_with_lapsed(conn, now, SETTLE_LIMIT)
+            due = queue_store.events_due(conn, now, SETTLE_LIMIT)
+            lapsed = offer_store.events_with_lapsed(conn, now, SETTLE_LIMIT)
+            events = list(dict.fromkeys(due + lapsed))  # one empty change settles both
         for event_id in events:
             if self.stopping.is_set():
                 break
